@@ -1,0 +1,1 @@
+"""Benchmarking: machine records, timing, the format x backend x batch matrix."""
