@@ -1,0 +1,52 @@
+"""`edgexfer.bench.api.bench()`: the Python API behind `edgexfer bench BUNDLE`."""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from edgexfer.bench import report, tune as tuning
+from edgexfer.bench.sweep import SweepConfig, run_sweep
+from edgexfer.manifest import Manifest
+
+__all__ = ["bench", "BenchResult", "SweepConfig"]
+
+
+@dataclass
+class BenchResult:
+    results: dict[str, Any]
+    paths: dict[str, Path]
+    table: str
+    tuning: dict[str, dict[str, Any]]
+
+
+def _write_data(data: str, bundle: str | Path, folder: Path) -> str:
+    """Decode the accuracy images once (held-out split, resized to the bundle's input) into an .npz."""
+    import numpy as np
+
+    from edgexfer.data import open_dataset
+
+    spec = Manifest.load(bundle).input
+    dataset = open_dataset(data)
+    split = "test" if dataset.counts().get("test") else "train"
+    x, y = dataset.arrays(split, (spec.height, spec.width))
+    path = folder / "data.npz"
+    np.savez(path, x=x, y=y)
+    return str(path)
+
+
+def bench(bundle: str | Path, config: SweepConfig | None = None, *, data: str | None = None,
+          out: str | Path | None = None, tune: bool = False,
+          progress: Callable | None = None) -> BenchResult:
+    """Run the sweep, write results.{json,csv,md} and plots to `out` (default BUNDLE/bench)."""
+    config = config or SweepConfig()
+    with tempfile.TemporaryDirectory(prefix="edgexfer-bench-") as tmp:
+        if data:
+            config.data = _write_data(data, bundle, Path(tmp))
+        results = run_sweep(bundle, config, progress=progress)
+    if data:
+        results["config"]["data"] = data
+    paths = report.write_all(results, Path(out) if out else Path(bundle) / "bench")
+    entries = tuning.write_tuning(bundle, results) if tune else {}
+    return BenchResult(results, paths, report.text_table(results), entries)
