@@ -4,6 +4,7 @@ Standard library only: it runs on devices without TensorFlow and inside benchmar
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import os
@@ -67,23 +68,26 @@ def _versions() -> dict[str, str]:
     return found
 
 
+@functools.lru_cache(maxsize=1)
+def _hardware() -> tuple[tuple[str, Any], ...]:
+    """The hardware part of the record, read once per process (cpuinfo, nvidia-smi)."""
+    model, flags = _cpuinfo()
+    return (("cpu", model), ("arch", platform.machine()), ("cores", os.cpu_count()),
+            ("cpu_features", sorted(f for f in _INTERESTING_FLAGS if f in flags)), ("gpus", _gpus()))
+
+
 def machine_record() -> dict[str, Any]:
     """CPU model, cores, inference-relevant ISA flags, memory, GPUs, OS, Python and engine versions."""
-    model, flags = _cpuinfo()
-    record = {
-        "hostname": platform.node(),
-        "cpu": model,
-        "arch": platform.machine(),
-        "cores": os.cpu_count(),
-        "cpu_features": sorted(f for f in _INTERESTING_FLAGS if f in flags),
-        "memory_bytes": _memory_bytes(),
-        "gpus": _gpus(),
-        "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-        "versions": _versions(),
-    }
+    record = {"hostname": platform.node(), **dict(_hardware()), "memory_bytes": _memory_bytes(),
+              "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
+              "versions": _versions()}
     record["fingerprint"] = machine_fingerprint(record)
     return record
+
+
+def hardware_fingerprint() -> str:
+    """This machine's fingerprint without the software survey (cheap enough for `runtime.load`)."""
+    return machine_fingerprint(dict(_hardware()))
 
 
 def machine_fingerprint(record: dict[str, Any]) -> str:
