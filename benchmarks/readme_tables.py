@@ -1,0 +1,143 @@
+"""Regenerate the README's result tables from benchmarks/results/*.json (never typed by hand).
+
+Each table sits between `<!-- table:NAME -->` and `<!-- /table:NAME -->` in README.md; NAME is a result
+file. A missing result file leaves a line saying which script produces it.
+
+    .venv/bin/python benchmarks/readme_tables.py [--check]
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+HERE = Path(__file__).resolve().parent
+README = HERE.parent / "README.md"
+
+
+def _machine(doc: dict[str, Any]) -> str:
+    m = doc["machine"]
+    gpus = ", ".join(g["name"] for g in m.get("gpus", [])) or "no GPU"
+    feats = ", ".join(m.get("cpu_features", [])) or "-"
+    return f"_Measured {doc['created'][:10]} on {m['cpu']}, {m['cores']} cores ({feats}), {gpus}._"
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
+
+
+def _ok(flag: bool) -> str:
+    return "yes" if flag else "**no**"
+
+
+def formats(doc):
+    cells = [c for c in doc["cells"] if c["status"] == "ok"]
+    keys = sorted({(c["artifact"], c["backend"], c["mode"]) for c in cells}, key=lambda k: (k[0], k[1], k[2]))
+    rows = []
+    for art, backend, mode in keys:
+        by_batch = {c["batch_size"]: c for c in cells if (c["artifact"], c["backend"], c["mode"]) == (art, backend, mode)}
+        b1, big = by_batch.get(1), by_batch[max(by_batch)]
+        acc = next((c["accuracy"] for c in by_batch.values() if c.get("accuracy") is not None), None)
+        rows.append([art, backend, mode, f"{b1['latency']['p50_ms']:.3f}" if b1 else "-",
+                     f"{big['throughput_ips']:.0f} (b{big['batch_size']})", f"{big['size_bytes'] / 1e6:.2f}",
+                     f"{big['peak_rss_mb']:.0f}", f"{100 * acc:.1f}%" if acc is not None else "-"])
+    return _table(["artifact", "backend", "mode", "p50 ms (batch 1)", "images/s", "size MB", "peak RSS MB",
+                   "test accuracy"], rows)
+
+
+def train_cache(doc):
+    c, t = doc["cached"], doc["through_backbone"]
+    rows = [["cached features", f"{c['seconds']:.1f}", f"{100 * c['test_accuracy']:.1f}%"],
+            ["through the frozen backbone", f"{t['seconds']:.1f}", f"{100 * t['test_accuracy']:.1f}%"]]
+    return _table(["stage 1 (10 epochs)", "seconds", "test accuracy"], rows) + (
+        f"\n\nSpeed-up {doc['speedup']:.1f}x (goal >= {doc['goal']['speedup_min']:.0f}x: {_ok(doc['speedup'] >= doc['goal']['speedup_min'])}).")
+
+
+def overhead(doc):
+    rows = [[r["artifact"], r["backend"], r["batch"], f"{r['raw_ms']:.4f}", f"{r['runtime_ms']:.4f}",
+             f"{r['ratio']:.3f}", f"<= {r['goal']}: {_ok(r['goal_met'])}"] for r in doc["rows"]]
+    return _table(["artifact", "backend", "batch", "engine ms", "edgexfer ms", "ratio", "goal"], rows)
+
+
+def cold_start(doc):
+    rows = [[r["artifact"], r["backend"], f"{r['import_s']:.3f}", f"{r['load_s']:.3f}",
+             f"{1e3 * r['first_predict_s']:.1f}", f"{r['total_s']:.3f}", f"{r['peak_rss_mb']:.0f}",
+             "no" if not r["tensorflow_imported"] else "**yes**"] for r in doc["rows"]]
+    return _table(["artifact", "backend", "import s", "load s", "first predict ms", "total s", "peak RSS MB",
+                   "TensorFlow imported"], rows) + f"\n\nGoal (onnxruntime <= 0.5 s, <= 150 MB): {_ok(doc['goal_met'])}."
+
+
+def keras_vs_runtime(doc):
+    rows = [[r["artifact"], r["backend"], f"{r['p50_ms']:.4f}", f"{r['speedup']:.0f}x"] for r in doc["rows"]]
+    return (f"Keras `model.predict`, batch 1: {doc['keras_predict_ms']:.1f} ms.\n\n"
+            + _table(["artifact", "backend", "p50 ms (batch 1)", "faster than Keras predict"], rows)
+            + f"\n\nGoal (>= 50x): {_ok(doc['goal_met'])}.")
+
+
+def auto_vs_best(doc):
+    rows = [[r["model"], r["batch"], f"{r['best']['artifact']} / {r['best']['backend']} / {r['best']['mode']}",
+             f"{r['best']['throughput_ips']:.0f}", f"{r['auto']['artifact']} / {r['auto']['backend']}",
+             f"{(r['auto']['throughput_ips'] or 0):.0f}", f"{r['ratio']:.2f}", _ok(r["goal_met"])] for r in doc["rows"]]
+    return _table(["model", "batch", "best cell", "best img/s", "auto picked", "auto img/s", "ratio",
+                   f">= {doc['goal_ratio_min']}"], rows)
+
+
+def export(doc):
+    rows = [[r["format"], f"{r.get('seconds', 0):.1f}", f"{r.get('size_bytes', 0) / 1e6:.2f}",
+             r.get("status", "-")] for r in doc.get("artifacts", [])]
+    head = (f"All artifacts + parity: {doc['total_seconds']:.1f} s, peak RSS {doc['peak_rss_mb']:.0f} MB "
+            f"(goal <= 90 s and <= 4096 MB: {_ok(doc['goal_met'])}).")
+    return head + ("\n\n" + _table(["format", "seconds", "size MB", "parity"], rows) if rows else "")
+
+
+RENDERERS: dict[str, tuple[Callable[[dict], str], str]] = {
+    "formats": (formats, "benchmarks/bench_formats.py"),
+    "train_cache": (train_cache, "benchmarks/bench_train_cache.py"),
+    "export": (export, "benchmarks/bench_export.py"),
+    "overhead": (overhead, "benchmarks/bench_overhead.py"),
+    "cold_start": (cold_start, "benchmarks/bench_cold_start.py"),
+    "keras_vs_runtime": (keras_vs_runtime, "benchmarks/bench_keras_vs_runtime.py"),
+    "auto_vs_best": (auto_vs_best, "benchmarks/bench_auto.py"),
+}
+
+
+def render(name: str) -> str:
+    fn, script = RENDERERS[name]
+    path = HERE / "results" / f"{name}.json"
+    if not path.exists():
+        return f"_Not measured yet: run `{script}`._"
+    doc = json.loads(path.read_text())
+    try:
+        return fn(doc) + "\n\n" + _machine(doc) + f" Source: `benchmarks/results/{name}.json` from `{script}`."
+    except (KeyError, TypeError, ValueError) as exc:
+        return f"_Result file {path.name} could not be rendered ({type(exc).__name__}: {exc}); re-run `{script}`._"
+
+
+def update(text: str) -> str:
+    def repl(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in RENDERERS:
+            return match.group(0)
+        return f"<!-- table:{name} -->\n{render(name)}\n<!-- /table:{name} -->"
+
+    return re.sub(r"<!-- table:(\w+) -->.*?<!-- /table:\1 -->", repl, text, flags=re.S)
+
+
+def main(argv: list[str]) -> int:
+    text = README.read_text()
+    new = update(text)
+    if "--check" in argv:
+        if new != text:
+            print("README.md tables are out of date: run benchmarks/readme_tables.py")
+            return 1
+        return 0
+    README.write_text(new)
+    print("README.md tables updated")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,80 @@
+"""`edgexfer predict BUNDLE IMAGES...`: classify images with a bundle (no TensorFlow).
+
+Only click and light edgexfer modules are imported here; the engine is imported by `load()`.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from edgexfer.errors import UserError
+
+_PROGRESS_MIN = 64  # show a progress bar from this many images (not with --json)
+
+
+@click.command("predict")
+@click.argument("bundle")
+@click.argument("images", nargs=-1, required=True)
+@click.option("--format", "format_", default=None, help="Artifact to run (onnx, tflite, tflite-int8, openvino...).")
+@click.option("--backend", default="auto", show_default=True, help="onnxruntime, openvino, litert or auto.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, gpu, npu.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Engine threads.")
+@click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True, help="Labels per image.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--fallback", is_flag=True, help="Run on the CPU when the device cannot be used.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def predict(bundle: str, images: tuple[str, ...], format_: str | None, backend: str, device: str,
+            threads: int | None, top_k: int, batch_size: int, fallback: bool, as_json: bool) -> None:
+    """Classify IMAGES (files or folders of images) with BUNDLE (a bundle folder, .zip or model file)."""
+    from edgexfer.runtime import load
+
+    paths = expand_images(images)
+    with load(bundle, format=format_, backend=backend, device=device, threads=threads,
+              fallback=fallback) as model:
+        top_k = min(top_k, len(model.labels) or top_k)
+        results = _classify_all(model, paths, top_k, batch_size, show_progress=not as_json)
+    for path, top in zip(paths, results):
+        click.echo(_format_line(path, top, as_json))
+
+
+def expand_images(items: tuple[str, ...]) -> list[Path]:
+    """Files as given; folders expand (recursively) to their image files, sorted."""
+    from edgexfer.runtime.inputs import IMAGE_SUFFIXES
+
+    paths: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise UserError(f"Expected image files ({', '.join(IMAGE_SUFFIXES)}) in {item}. Received: none.")
+            paths.extend(found)
+        elif p.is_file():
+            paths.append(p)
+        else:
+            raise UserError(f"Expected an image file or a folder of images. Received: {item} (not found).")
+    return paths
+
+
+def _classify_all(model, paths: list[Path], top_k: int, batch_size: int, show_progress: bool) -> list:
+    chunks = [paths[i:i + batch_size] for i in range(0, len(paths), batch_size)]
+    if not show_progress or len(paths) < _PROGRESS_MIN:
+        return [top for chunk in chunks for top in model.classify(chunk, top_k=top_k)]
+    results: list = []
+    with click.progressbar(length=len(paths), label="Classifying", file=sys.stderr) as bar:
+        for chunk in chunks:
+            results.extend(model.classify(chunk, top_k=top_k))
+            bar.update(len(chunk))
+    return results
+
+
+def _format_line(path: Path, top: list[tuple[str, float]], as_json: bool) -> str:
+    label, score = top[0]
+    if as_json:
+        return json.dumps({"path": str(path), "label": label, "score": round(score, 6),
+                           "top_k": [{"label": lab, "score": round(s, 6)} for lab, s in top]})
+    rest = "  ".join(f"{lab}:{s:.4f}" for lab, s in top[1:])
+    return f"{path}\t{label}\t{score:.4f}" + (f"\t{rest}" if rest else "")

@@ -1,0 +1,142 @@
+"""The runner lifecycle every backend shares (modelled on Polygraphy's BaseRunner).
+
+Public methods (`activate`, `infer`, `close`) do the checks; backends implement `_activate_impl`,
+`_infer_impl` and `_close_impl`. A runner receives batches that `Model` has already validated and converted
+to the engine's input dtype ([n, H, W, C], C-contiguous); it returns the raw output array [n, ...]
+(still quantized for integer outputs: `Model` dequantizes). Runners must be safe to call from many threads.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from edgexfer.errors import DeviceError, IntegrityError, UserError
+from edgexfer.manifest import QuantParams
+
+_WARNED: set[str] = set()
+_WARN_LOCK = threading.Lock()
+
+
+def warn_once(message: str) -> None:
+    """Emit a RuntimeWarning once per process for a given message."""
+    with _WARN_LOCK:
+        if message in _WARNED:
+            return
+        _WARNED.add(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
+@dataclass
+class TensorInfo:
+    """An engine tensor as the runner sees it: dims are None where dynamic."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: np.dtype
+    quant: QuantParams | None = None
+
+
+def quant_from(dtype: Any, scale: float, zero_point: int) -> QuantParams | None:
+    """QuantParams for an integer tensor with a real scale, else None."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iu" or not scale:
+        return None
+    return QuantParams(dtype=dtype.name, scale=float(scale), zero_point=int(zero_point))
+
+
+class Runner:
+    """Base class: one opened model file on one device."""
+
+    name: ClassVar[str] = ""
+    families: ClassVar[tuple[str, ...]] = ()  # artifact families this backend runs
+    engine_modules: ClassVar[tuple[str, ...]] = ()  # importable modules, any of which provides the engine
+    extra: ClassVar[str] = "cpu"  # pip extra that installs the engine
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)  # edgexfer device names the backend understands
+    default_batch: ClassVar[int] = 32  # engine batch `Model.predict` uses when batch_size is None
+
+    def __init__(self, path: str | Path, *, device: str = "auto", threads: int | None = None,
+                 options: dict[str, Any] | None = None, fallback: bool = False) -> None:
+        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+            raise UserError(f"Expected threads to be a positive integer or None. Received: {threads!r}.")
+        self.path = Path(path)
+        self.requested_device = device
+        self.threads = threads
+        self.options: dict[str, Any] = dict(options or {})
+        self.fallback = fallback
+        self.device: str | None = None  # the device really used, set by _activate_impl
+        self.input: TensorInfo | None = None
+        self.output: TensorInfo | None = None
+        self.fixed_batch: int | None = None  # set when the engine cannot change the batch dimension
+        self.details: dict[str, Any] = {}  # what the engine really does (providers, hints, threads)
+        self.is_active = False
+
+    # -- public lifecycle --------------------------------------------------------------------------
+    def activate(self) -> "Runner":
+        if self.is_active:
+            return self
+        if not self.path.is_file():
+            raise UserError(f"Expected a model file. Received: {self.path} (not found).")
+        self._activate_impl()
+        self.is_active = True
+        return self
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        if not self.is_active:
+            raise UserError(f"The {self.name} runner for {self.path.name} is closed; load the model again.")
+        return self._infer_impl(batch)
+
+    def close(self) -> None:
+        if self.is_active:
+            self._close_impl()
+            self.is_active = False
+
+    def __enter__(self) -> "Runner":
+        return self.activate()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- for subclasses ------------------------------------------------------------------------
+    def _activate_impl(self) -> None:
+        raise NotImplementedError
+
+    def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _close_impl(self) -> None:
+        pass
+
+    def _device_unavailable(self, reason: str) -> str:
+        """Fall back to the CPU (warning once) when allowed, else raise DeviceError with `reason`."""
+        if not self.fallback:
+            raise DeviceError(f"{reason} Pass device='cpu', or fallback=True to run on the CPU instead.")
+        warn_once(f"{reason} Falling back to the CPU.")
+        return "cpu"
+
+    def _check_device_name(self) -> str:
+        """The requested device lower-cased, checked against `devices` ("auto" always allowed)."""
+        device = str(self.requested_device).lower()
+        if device != "auto" and device not in self.devices:
+            return self._device_unavailable(
+                f"The {self.name} backend runs on {list(self.devices)}; device={self.requested_device!r} "
+                "is not one of them."
+            )
+        return device
+
+    def _corrupt(self, exc: BaseException) -> IntegrityError:
+        """The error to raise when the engine cannot read the model file."""
+        size = self.path.stat().st_size if self.path.exists() else 0
+        return IntegrityError(
+            f"The {self.name} backend could not read {self.path} ({size} bytes): the file is corrupt, "
+            f"truncated or not a valid model for this engine. Engine said: {str(exc).strip()[:300]}"
+        )
+
+    def _thread_count(self) -> int:
+        """The engine thread count: `threads`, else every core."""
+        return self.threads or os.cpu_count() or 1

@@ -1,0 +1,99 @@
+"""LiteRT backend: .tflite files with ai-edge-litert, or tflite_runtime where that is what a device has.
+
+- The thread count is always passed (`Interpreter(num_threads=None)` means ONE thread): `threads`, else every
+  core.
+- Dynamic batch: `resize_tensor_input` + `allocate_tensors`, done once per batch size and kept (a few sizes).
+- An Interpreter is not thread-safe: each thread gets its own interpreters (threading.local). Outputs are
+  read with `get_tensor`, which returns a copy; `tensor()` views are never kept.
+
+Options: `max_cached_batch_sizes` (int, default 4): interpreters kept per thread, one per batch size.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+from edgexfer.errors import MissingDependencyError
+from edgexfer.runtime.backends import register
+from edgexfer.runtime.backends.base import Runner, TensorInfo, quant_from
+
+
+def interpreter_class() -> Any:
+    """ai_edge_litert's Interpreter, else tflite_runtime's, else MissingDependencyError naming the extra."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError as exc:
+        if exc.name is not None and not exc.name.startswith("ai_edge_litert"):
+            raise
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError:
+            raise MissingDependencyError("ai-edge-litert", "cpu", "the litert backend") from exc
+    return Interpreter
+
+
+@register
+class LiteRTRunner(Runner):
+    name = "litert"
+    families = ("tflite",)
+    engine_modules = ("ai_edge_litert", "tflite_runtime")
+    extra = "cpu"
+    devices = ("cpu",)
+    default_batch = 32
+
+    def _activate_impl(self) -> None:
+        self._interpreter_cls = interpreter_class()
+        self._check_device_name()  # "auto"/"cpu", or DeviceError (or the CPU with fallback=True)
+        self.device = "cpu"
+        self._num_threads = self._thread_count()
+        self._cache_size = int(self.options.get("max_cached_batch_sizes", 4))
+        self._local = threading.local()
+        probe = self._new_interpreter()
+        inp, out = probe.get_input_details()[0], probe.get_output_details()[0]
+        self._input_index, self._output_index = inp["index"], out["index"]
+        self.input = _tensor(inp)
+        self.output = _tensor(out)
+        self._base_shape = [int(d) for d in inp["shape"]]
+        self.details = {"num_threads": self._num_threads, "engine": self._interpreter_cls.__module__}
+
+    def _new_interpreter(self) -> Any:
+        try:
+            return self._interpreter_cls(model_path=str(self.path), num_threads=self._num_threads)
+        except (ValueError, RuntimeError) as exc:  # "Could not open", "model identifier" on bad files
+            raise self._corrupt(exc) from exc
+
+    def _interpreter_for(self, n: int) -> Any:
+        """This thread's interpreter allocated for batch size n (created and cached on first use)."""
+        cache: OrderedDict[int, Any] | None = getattr(self._local, "cache", None)
+        if cache is None:
+            cache = self._local.cache = OrderedDict()
+        interp = cache.get(n)
+        if interp is not None:
+            cache.move_to_end(n)
+            return interp
+        interp = self._new_interpreter()
+        interp.resize_tensor_input(self._input_index, [n] + self._base_shape[1:], strict=False)
+        interp.allocate_tensors()
+        cache[n] = interp
+        if len(cache) > self._cache_size:
+            cache.popitem(last=False)
+        return interp
+
+    def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        interp = self._interpreter_for(len(batch))
+        interp.set_tensor(self._input_index, batch)
+        interp.invoke()
+        return interp.get_tensor(self._output_index)
+
+    def _close_impl(self) -> None:
+        self._local = threading.local()
+
+
+def _tensor(detail: dict[str, Any]) -> TensorInfo:
+    signature = detail.get("shape_signature", detail["shape"])
+    dims = tuple(int(d) if d > 0 else None for d in signature)
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    return TensorInfo(detail["name"], dims, np.dtype(detail["dtype"]), quant_from(detail["dtype"], scale, zero_point))

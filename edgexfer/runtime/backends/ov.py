@@ -1,0 +1,178 @@
+"""OpenVINO backend: an OpenVINO IR (.xml + .bin) or an ONNX file on CPU, GPU, NPU or an OpenVINO device string.
+
+Devices: "auto"/"cpu" -> CPU, "gpu" -> GPU (Intel), "npu" -> NPU, or any upper-case OpenVINO device string
+passed through as is ("AUTO", "GPU.1", "AUTO:GPU,CPU", "HETERO:GPU,CPU"). "cuda" is not an OpenVINO device.
+
+Precision: compiled with INFERENCE_PRECISION_HINT "f32" (on CPU OpenVINO otherwise picks bf16 where the CPU
+has it, and outputs drift). `options={"inference_precision": "bf16"}` (or "f16") asks for another precision
+explicitly; NPU gets the plugin default unless asked.
+
+Batches: the model is reshaped to a dynamic batch. Batches smaller than `throughput_batch` (option, default
+16) run on a LATENCY-hinted compile with one InferRequest per thread (`compiled_model(x)` shares one request
+and is not thread-safe). Larger batches run on a THROUGHPUT-hinted compile (made on first use): the batch is
+split into one chunk per optimal request and run concurrently on a per-thread pool of InferRequests
+(start_async/wait: AsyncInferQueue without its Python callback, which can deadlock at teardown), outputs
+copied before a request is reused. `options={"performance_hint": "latency" | "throughput"}` forces one path.
+
+Other options: `config` (dict passed to compile_model), `throughput_batch` (int).
+"""
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any
+
+import numpy as np
+
+from edgexfer._deps import require
+from edgexfer.errors import UserError
+from edgexfer.runtime.backends import register
+from edgexfer.runtime.backends.base import Runner, TensorInfo
+
+_DEVICES = {"auto": "CPU", "cpu": "CPU", "gpu": "GPU", "npu": "NPU"}
+_VIRTUAL = ("AUTO", "MULTI", "HETERO", "BATCH")
+_PRECISIONS = {"f32": "f32", "fp32": "f32", "bf16": "bf16", "f16": "f16", "fp16": "f16"}
+
+
+@register
+class OpenVinoRunner(Runner):
+    name = "openvino"
+    families = ("openvino", "onnx")
+    engine_modules = ("openvino",)
+    extra = "cpu"
+    devices = ("cpu", "gpu", "npu")
+    default_batch = 256
+
+    def _activate_impl(self) -> None:
+        ov = require("openvino", purpose="the openvino backend", extra="cpu")
+        self._ov, self._core = ov, ov.Core()
+        self._ov_device = self._resolve_device()
+        try:
+            model = self._core.read_model(str(self.path))
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses for unreadable IR/ONNX
+            raise self._corrupt(exc) from exc
+        self._model = self._dynamic_batch(model)
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._throughput = None
+        self._latency = self._compile("LATENCY")
+        self._describe()
+
+    # -- device and compile ------------------------------------------------------------------------
+    def _resolve_device(self) -> str:
+        requested = str(self.requested_device)
+        ov_device = requested if requested.isupper() else _DEVICES.get(requested.lower())
+        if ov_device is None:
+            return _DEVICES[self._check_device_name()]  # raises DeviceError or falls back to "cpu"
+        base = ov_device.split(":")[0].split(".")[0]
+        available = self._core.available_devices
+        if base in _VIRTUAL or any(d.split(".")[0] == base for d in available):
+            self.device = "cpu" if ov_device == "CPU" else ov_device.lower()
+            return ov_device
+        self.device = self._device_unavailable(
+            f"OpenVINO device {ov_device!r} is not available on this machine (available: {available}).")
+        return "CPU"
+
+    def _precision(self, ov_device: str) -> str | None:
+        asked = self.options.get("inference_precision")
+        if asked is None:
+            return None if ov_device.startswith("NPU") else "f32"
+        if str(asked).lower() not in _PRECISIONS:
+            raise UserError(f"Expected inference_precision in {sorted(_PRECISIONS)}. Received: {asked!r}.")
+        return _PRECISIONS[str(asked).lower()]
+
+    def _config(self, hint: str) -> dict[str, Any]:
+        config: dict[str, Any] = {"PERFORMANCE_HINT": hint}
+        precision = self._precision(self._ov_device)
+        if precision:
+            config["INFERENCE_PRECISION_HINT"] = precision
+        if self.threads and self._ov_device == "CPU":
+            config["INFERENCE_NUM_THREADS"] = self.threads
+        config.update(self.options.get("config", {}))
+        return config
+
+    def _compile(self, hint: str) -> Any:
+        try:
+            return self._core.compile_model(self._model, self._ov_device, self._config(hint))
+        except Exception as exc:  # a device plugin that fails to start, or weights (.bin) that do not load
+            if self._ov_device == "CPU":
+                raise self._corrupt(exc) from exc
+            self.device = self._device_unavailable(f"OpenVINO could not compile for {self._ov_device}: {exc}")
+            self._ov_device = "CPU"
+            return self._core.compile_model(self._model, "CPU", self._config(hint))
+
+    def _dynamic_batch(self, model: Any) -> Any:
+        shape = model.inputs[0].get_partial_shape()
+        if shape.rank.is_dynamic or shape[0].is_dynamic:
+            return model
+        dims = [self._ov.Dimension(-1)] + [shape[i] for i in range(1, shape.rank.get_length())]
+        try:
+            model.reshape({model.inputs[0]: self._ov.PartialShape(dims)})
+        except Exception:  # a graph with a hard-coded batch (Reshape to a constant): keep it fixed
+            self.fixed_batch = shape[0].get_length()
+        return model
+
+    def _describe(self) -> None:
+        self.input = _tensor(self._latency.inputs[0])
+        self.output = _tensor(self._latency.outputs[0])
+        if self.device is None:
+            self.device = "cpu" if self._ov_device == "CPU" else self._ov_device.lower()
+        self.details = {"ov_device": self._ov_device, "threads": self.threads or "default",
+                        "inference_precision": _type_name(self._latency.get_property("INFERENCE_PRECISION_HINT")),
+                        "execution_devices": list(self._latency.get_property("EXECUTION_DEVICES"))}
+
+    # -- inference ----------------------------------------------------------------------------------
+    def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        hint = self.options.get("performance_hint")
+        large = len(batch) >= int(self.options.get("throughput_batch", 16))
+        if hint == "throughput" or (hint is None and large):
+            return self._infer_throughput(batch)
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self._latency.create_infer_request()
+        return request.infer({0: batch}, share_inputs=True)[0]
+
+    def _infer_throughput(self, batch: np.ndarray) -> np.ndarray:
+        """Split the batch over this thread's pool of requests, run them concurrently, gather in order.
+
+        A pool of InferRequests with start_async()/wait() is what AsyncInferQueue does, minus the Python
+        callback: OpenVINO runs that callback on its stream threads, and destroying a compiled model while a
+        callback waits for the GIL deadlocks (seen here with openvino 2026.4). Outputs are copied after
+        wait(), before the request is reused.
+        """
+        requests = getattr(self._local, "requests", None)
+        if requests is None:
+            compiled = self._throughput_model()
+            count = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+            requests = self._local.requests = [compiled.create_infer_request() for _ in range(count)]
+        step = math.ceil(len(batch) / min(len(requests), len(batch)))
+        started = []
+        try:
+            for request, start in zip(requests, range(0, len(batch), step)):
+                request.start_async({0: batch[start:start + step]}, share_inputs=True)
+                started.append(request)
+        finally:
+            for request in started:
+                request.wait()
+        return np.concatenate([r.get_output_tensor(0).data.copy() for r in started])
+
+    def _throughput_model(self) -> Any:
+        with self._lock:
+            if self._throughput is None:
+                self._throughput = self._compile("THROUGHPUT")
+            return self._throughput
+
+    def _close_impl(self) -> None:
+        self._local = threading.local()
+        self._latency = self._throughput = self._model = None
+
+
+def _tensor(port: Any) -> TensorInfo:
+    shape = port.get_partial_shape()
+    dims = tuple(d.get_length() if d.is_static else None for d in shape) if shape.rank.is_static else ()
+    return TensorInfo(port.get_any_name() if port.get_names() else "", dims, np.dtype(port.get_element_type().to_dtype()))
+
+
+def _type_name(value: Any) -> str:
+    to_string = getattr(value, "to_string", None)
+    return to_string() if callable(to_string) else str(value)

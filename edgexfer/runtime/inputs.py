@@ -1,0 +1,143 @@
+"""Turn what callers pass into a validated NHWC batch (uint8 or float32), and (de)quantize for int8 engines.
+
+Accepted: a uint8 / float (16, 32, 64) numpy array, HWC (one image) or NHWC; a PIL image; a file path; or a
+list/tuple of any of these (arrays in a list must be single HWC images). PIL images and files are decoded to
+RGB (or L for one-channel models) and resized to the input spec with bilinear filtering. Arrays are NOT
+resized: an array of the wrong height/width is an error (resize it yourself, or pass PIL images / paths).
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+from edgexfer.errors import UserError
+from edgexfer.manifest import InputSpec, QuantParams
+
+_FLOATS = (np.float16, np.float64)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+def prepare(x: Any, spec: InputSpec) -> np.ndarray:
+    """A C-contiguous uint8 or float32 array [N, H, W, C] matching `spec`, or UserError saying what is wrong."""
+    if isinstance(x, np.ndarray):
+        arr = x
+    elif isinstance(x, (str, os.PathLike)) or _is_pil(x):
+        arr = load_image(x, spec)[None]
+    elif isinstance(x, (list, tuple)):
+        if not x:
+            raise UserError(f"Expected at least one image of shape {spec.shape}. Received: an empty {type(x).__name__}.")
+        arr = np.stack([_one(item, spec, i) for i, item in enumerate(x)])
+    else:
+        raise UserError(f"Expected a numpy array, a PIL image, a file path or a list of them. "
+                        f"Received: {type(x).__name__}.")
+    return check_array(arr, spec)
+
+
+def check_array(arr: np.ndarray, spec: InputSpec) -> np.ndarray:
+    if arr.dtype != np.uint8 and arr.dtype != np.float32:
+        if arr.dtype.type not in _FLOATS:
+            raise UserError(f"Expected image values as uint8 (0..255) or float32 (0..255). "
+                            f"Received: dtype {arr.dtype}. Cast with .astype('uint8') or .astype('float32').")
+        arr = arr.astype(np.float32)
+    if arr.ndim == 3:
+        arr = arr[None]
+    elif arr.ndim != 4:
+        raise UserError(f"Expected one image (H, W, C) = {spec.shape} or a batch (N, H, W, C) = "
+                        f"(N, {spec.height}, {spec.width}, {spec.channels}). Received: rank {arr.ndim} array "
+                        f"of shape {arr.shape}.")
+    n, h, w, c = arr.shape
+    if n == 0:
+        raise UserError(f"Expected at least one image. Received: an empty batch of shape {arr.shape}.")
+    if c != spec.channels:
+        raise UserError(f"Expected {spec.channels} channels (NHWC, shape (N, {spec.height}, {spec.width}, "
+                        f"{spec.channels})). Received: {c} channels in shape {arr.shape}"
+                        f"{' (channels-first? transpose to NHWC)' if arr.shape[1] == spec.channels else ''}.")
+    if (h, w) != (spec.height, spec.width):
+        raise UserError(f"Expected images of {spec.height}x{spec.width} (H x W). Received: {h}x{w} in shape "
+                        f"{arr.shape}. Arrays are not resized: resize them first, or pass PIL images or file "
+                        "paths, which are resized to the model's input size.")
+    if arr.dtype == np.float32 and not _finite(arr):
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            first = np.argwhere(bad)[0][0]
+            raise UserError(f"Expected finite pixel values (0..255). Received: {int(bad.sum())} NaN/inf "
+                            f"values (first in image {first}).")
+    return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
+
+
+def _finite(arr: np.ndarray) -> bool:
+    """One fast pass (a BLAS dot product): NaN/inf propagate, so a finite result means finite values.
+
+    An infinite result can also come from huge finite values; the caller then checks element-wise.
+    """
+    flat = arr.reshape(-1) if arr.flags.c_contiguous else np.ravel(arr)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return math.isfinite(float(flat.dot(flat)))
+
+
+def load_image(item: Any, spec: InputSpec) -> np.ndarray:
+    """Decode a file path or PIL image to uint8 HWC at the spec's size."""
+    from PIL import Image, UnidentifiedImageError
+
+    if _is_pil(item):
+        return _pil_to_array(item, spec)
+    path = os.fspath(item)
+    try:
+        with Image.open(path) as img:
+            return _pil_to_array(img, spec)
+    except FileNotFoundError as exc:
+        raise UserError(f"Expected an image file. Received: {path} (not found).") from exc
+    except IsADirectoryError as exc:
+        raise UserError(f"Expected an image file. Received: {path} (a directory).") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise UserError(f"Expected a readable image file. Received: {path}, which cannot be decoded ({exc}).") from exc
+
+
+def _pil_to_array(img: Any, spec: InputSpec) -> np.ndarray:
+    from PIL import Image
+
+    mode = "L" if spec.channels == 1 else "RGB"
+    if spec.channels not in (1, 3):
+        raise UserError(f"Images can be decoded for 1- or 3-channel models; this one takes {spec.channels}.")
+    img = img.convert(mode)
+    if img.size != (spec.width, spec.height):
+        img = img.resize((spec.width, spec.height), Image.Resampling.BILINEAR)
+    arr = np.asarray(img, dtype=np.uint8)
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+def _one(item: Any, spec: InputSpec, index: int) -> np.ndarray:
+    if isinstance(item, np.ndarray):
+        if item.ndim != 3:
+            raise UserError(f"Expected each array in a list to be one image (H, W, C) = {spec.shape}. "
+                            f"Received: item {index} with shape {item.shape}.")
+        return item
+    if isinstance(item, (str, os.PathLike)) or _is_pil(item):
+        return load_image(item, spec)
+    raise UserError(f"Expected list items to be arrays, PIL images or file paths. Received: item {index} of "
+                    f"type {type(item).__name__}.")
+
+
+def _is_pil(x: Any) -> bool:
+    image_module = sys.modules.get("PIL.Image")  # not imported -> x cannot be a PIL image
+    return image_module is not None and isinstance(x, image_module.Image)
+
+
+# -- integer engines ---------------------------------------------------------------------------------------
+def quantize(batch: np.ndarray, q: QuantParams | None, dtype: np.dtype) -> np.ndarray:
+    """real -> integer with q = round(real / scale + zero_point), clipped to the dtype's range."""
+    info = np.iinfo(dtype)
+    if q is None:  # an integer input without quantization: the model takes raw 0..255 values
+        return batch if batch.dtype == dtype else np.clip(np.rint(batch), info.min, info.max).astype(dtype)
+    real = batch.astype(np.float32, copy=False)
+    return np.clip(np.rint(real / np.float32(q.scale) + np.float32(q.zero_point)), info.min, info.max).astype(dtype)
+
+
+def dequantize(out: np.ndarray, q: QuantParams | None) -> np.ndarray:
+    if q is None:
+        return out.astype(np.float32)
+    return (out.astype(np.float32) - np.float32(q.zero_point)) * np.float32(q.scale)

@@ -1,0 +1,115 @@
+"""`Model`: an opened artifact. Validates inputs, splits batches, (de)quantizes, and calls its runner."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgexfer.errors import UserError
+from edgexfer.manifest import Artifact, InputSpec, Manifest, QuantParams
+from edgexfer.runtime.backends.base import Runner
+from edgexfer.runtime.inputs import dequantize, prepare, quantize
+
+
+class Model:
+    """Run one artifact. Thread-safe: `predict` may be called from many threads at once.
+
+    Attributes: `labels`, `input_spec`, `format` (artifact name, e.g. "tflite-int8"), `backend`, `device`
+    (the device really used), `precision` ("fp32" | "fp16" | "int8", or the OpenVINO inference precision
+    when one was asked for), `path` (the model file), `manifest` and `artifact` (None for a bare file),
+    `details` (what the engine really does: providers, hints, threads, the selection rule).
+    """
+
+    def __init__(self, runner: Runner, *, labels: list[str], input_spec: InputSpec, format: str,
+                 precision: str, input_quant: QuantParams | None = None,
+                 output_quant: QuantParams | None = None, manifest: Manifest | None = None,
+                 artifact: Artifact | None = None, rule: str = "") -> None:
+        self._runner = runner
+        self.labels = list(labels)
+        self.input_spec = input_spec
+        self.format = format
+        self.precision = precision
+        self.backend = runner.name
+        self.device = runner.device
+        self.path: Path = runner.path
+        self.manifest, self.artifact = manifest, artifact
+        self.details = dict(runner.details, rule=rule)
+        self._in_dtype = runner.input.dtype
+        self._in_quant = input_quant if input_quant is not None else runner.input.quant
+        self._out_quant = output_quant if output_quant is not None else runner.output.quant
+        self._integer_in = self._in_dtype.kind in "iu"
+
+    # -- inference ----------------------------------------------------------------------------------
+    def predict(self, x: Any, batch_size: int | None = None) -> np.ndarray:
+        """Probabilities float32 [N, classes] for an image, a batch, PIL images or file paths."""
+        runner = self._active()
+        batch = prepare(x, self.input_spec)
+        step = self._step(batch_size)
+        n = len(batch)
+        if n <= step and runner.fixed_batch is None:
+            return self._run(runner, batch)
+        out = None
+        for start in range(0, n, step):
+            probs = self._run(runner, batch[start:start + step])
+            if out is None:
+                out = np.empty((n, probs.shape[1]), np.float32)
+            out[start:start + len(probs)] = probs
+        return out
+
+    def classify(self, images: Any, top_k: int = 1) -> list[list[tuple[str, float]]]:
+        """For each image, the top_k (label, probability) pairs, most likely first."""
+        probs = self.predict(images)
+        classes = probs.shape[1]
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= classes:
+            raise UserError(f"Expected top_k between 1 and {classes}. Received: {top_k!r}.")
+        order = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
+        return [[(self._label(int(j)), float(row[j])) for j in idx] for row, idx in zip(probs, order)]
+
+    def _run(self, runner: Runner, chunk: np.ndarray) -> np.ndarray:
+        n = len(chunk)
+        if self._integer_in:
+            chunk = quantize(chunk, self._in_quant, self._in_dtype)
+        elif chunk.dtype != self._in_dtype:
+            chunk = chunk.astype(self._in_dtype)
+        fixed = runner.fixed_batch
+        if fixed is not None and n != fixed:
+            pad = np.zeros((fixed - n,) + chunk.shape[1:], chunk.dtype)
+            chunk = np.concatenate([chunk, pad])
+        out = runner.infer(chunk)
+        if out.dtype != np.float32 or self._out_quant is not None:
+            out = dequantize(out, self._out_quant)
+        return out.reshape(len(out), -1)[:n]
+
+    def _step(self, batch_size: int | None) -> int:
+        fixed = self._runner.fixed_batch
+        if fixed is not None:
+            return fixed
+        if batch_size is None:
+            return self._runner.default_batch
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise UserError(f"Expected batch_size to be a positive integer or None. Received: {batch_size!r}.")
+        return batch_size
+
+    def _label(self, index: int) -> str:
+        return self.labels[index] if index < len(self.labels) else str(index)
+
+    def _active(self) -> Runner:
+        if not self._runner.is_active:
+            raise UserError(f"This model ({self.format} on {self.backend}) is closed; load it again.")
+        return self._runner
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def close(self) -> None:
+        self._runner.close()
+
+    def __enter__(self) -> "Model":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "" if self._runner.is_active else ", closed"
+        return (f"Model(format={self.format!r}, backend={self.backend!r}, device={self.device!r}, "
+                f"precision={self.precision!r}, classes={len(self.labels)}{state})")

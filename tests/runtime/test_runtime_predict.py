@@ -1,0 +1,76 @@
+"""Every artifact on every backend that runs it: shapes, probabilities, agreement, input kinds, batching."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgexfer.runtime import load
+
+pytestmark = pytest.mark.runtime
+
+
+@pytest.fixture
+def model(bundle_dir, artifact_backend):
+    name, backend = artifact_backend
+    with load(bundle_dir, format=name, backend=backend, threads=2) as m:
+        yield m
+
+
+def test_predict_probabilities(model, images, manifest):
+    probs = model.predict(images)
+    assert probs.dtype == np.float32
+    assert probs.shape == (len(images), len(manifest.labels))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=2e-2 if model.precision == "int8" else 1e-4)
+    assert model.labels == manifest.labels and model.input_spec == manifest.input
+    assert model.device == "cpu" and model.format == model.artifact.name
+    assert model.precision == model.artifact.precision
+
+
+def test_agrees_with_reference(model, images, reference):
+    probs = model.predict(images)
+    if model.precision == "fp32":
+        np.testing.assert_allclose(probs, reference, atol=1e-4)
+    elif model.precision == "fp16":
+        np.testing.assert_allclose(probs, reference, atol=1e-2)
+        assert (probs.argmax(1) == reference.argmax(1)).mean() >= 0.95
+    else:  # int8: quantization error is the converter's business (export gates it); top-1 mostly equal
+        assert np.abs(probs - reference).max() < 0.25
+        assert (probs.argmax(1) == reference.argmax(1)).mean() >= 0.85
+
+
+@pytest.mark.parametrize("n", [1, 7, 33])
+def test_batch_sizes_match_one_big_batch(model, images, n):
+    full = model.predict(images[:n])
+    assert full.shape[0] == n
+    split = model.predict(images[:n], batch_size=3)
+    np.testing.assert_allclose(split, full, atol=1e-5)
+
+
+def test_single_image_uint8_float_pil_path(model, images, tmp_path):
+    one = model.predict(images[0])
+    assert one.shape == (1, len(model.labels))
+    np.testing.assert_allclose(model.predict(images[:1].astype(np.float32)), one, atol=1e-6)
+    np.testing.assert_allclose(model.predict(images[:1].astype(np.float64)), one, atol=1e-6)
+    np.testing.assert_allclose(model.predict(Image.fromarray(images[0])), one, atol=1e-6)
+    path = tmp_path / "img.png"
+    Image.fromarray(images[0]).save(path)
+    np.testing.assert_allclose(model.predict(str(path)), one, atol=1e-6)
+    np.testing.assert_allclose(model.predict([path, images[0]]), np.concatenate([one, one]), atol=1e-6)
+
+
+def test_pil_and_files_are_resized(model, images, tmp_path):
+    big = Image.fromarray(images[0]).resize((64, 48))
+    big.convert("L").save(tmp_path / "grey.jpg")
+    probs = model.predict([big, tmp_path / "grey.jpg"])
+    assert probs.shape == (2, len(model.labels))
+
+
+def test_classify_top_k(model, images):
+    probs = model.predict(images[:4])
+    top = model.classify(images[:4], top_k=2)
+    assert len(top) == 4 and all(len(row) == 2 for row in top)
+    for row, p in zip(top, probs):
+        assert row[0][0] == model.labels[int(p.argmax())]
+        assert row[0][1] >= row[1][1]
+        assert row[0][1] == pytest.approx(float(p.max()), abs=1e-6)
