@@ -11,49 +11,15 @@ backend is tested without writing a test:
 """
 from __future__ import annotations
 
-import atexit
 import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.bundles import bundle_path
+
 HERE = Path(__file__).resolve().parent
-_STATE: dict[str, Path] = {}
-
-
-def bundle_path() -> Path:
-    """The test bundle (built once per process when EDGEXFER_TEST_BUNDLE is not set)."""
-    if "bundle" in _STATE:
-        return _STATE["bundle"]
-    env = os.environ.get("EDGEXFER_TEST_BUNDLE")
-    if env:
-        path = Path(env)
-        if not (path / "manifest.json").is_file():
-            raise pytest.UsageError(f"EDGEXFER_TEST_BUNDLE={env} holds no manifest.json")
-    else:
-        path = _build()
-    _STATE["bundle"] = path
-    return path
-
-
-def _build() -> Path:
-    tmp = Path(tempfile.mkdtemp(prefix="edgexfer-runtime-tests-"))
-    atexit.register(shutil.rmtree, tmp, True)
-    out = tmp / "bundle"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run([sys.executable, str(HERE / "make_bundle.py"), str(out)], env=env,
-                          capture_output=True, text=True, timeout=900)
-    if proc.returncode != 0:
-        raise pytest.UsageError(
-            "Could not build the runtime test bundle (needs the full environment with TensorFlow; or set "
-            f"EDGEXFER_TEST_BUNDLE to a built bundle):\n{proc.stderr[-3000:]}")
-    return out
 
 
 def _manifest_raw() -> dict:
@@ -83,8 +49,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 # -- fixtures -----------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def bundle_dir() -> Path:
-    return bundle_path()
+def bundle_dir(shared_bundle) -> Path:
+    return shared_bundle
 
 
 @pytest.fixture(scope="session")
@@ -111,14 +77,6 @@ def reference(bundle_dir, images, manifest) -> np.ndarray:
                 next(a.name for a in manifest.artifacts.values() if a.precision == "fp32"))
     with load(bundle_dir, format=name) as model:
         return model.predict(images)
-
-
-@pytest.fixture
-def bundle_copy(bundle_dir, tmp_path) -> Path:
-    """A private copy of the bundle that a test may tamper with."""
-    dest = tmp_path / "bundle"
-    shutil.copytree(bundle_dir, dest)
-    return dest
 
 
 @pytest.fixture(autouse=True)
