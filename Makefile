@@ -2,26 +2,56 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
+RT_VENV ?= .venv-runtime
 PY := $(VENV)/bin/python
+RT_PY := $(RT_VENV)/bin/python
 EDGEXFER := $(VENV)/bin/edgexfer
 STAMP := $(VENV)/.edgexfer-installed
+RT_STAMP := $(RT_VENV)/.edgexfer-installed
 DEMO ?= demo
+TEST_BUNDLE := $(CURDIR)/.cache/test-bundle
+export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup demo test clean
+.PHONY: setup setup-runtime demo test test-full test-runtime-only benchmarks clean
 
+# Full environment: training, export, the CPU runtimes and the test tools.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[train,cpu,dev]'
 	touch $@
 
+# Device-like environment: edgexfer[cpu] and the test runner only, no TensorFlow.
+$(RT_STAMP): pyproject.toml
+	test -x $(RT_PY) || $(PYTHON) -m venv $(RT_VENV)
+	$(RT_PY) -m pip install -q --upgrade pip
+	$(RT_PY) -m pip install -q -e '.[cpu]' 'pytest>=8' 'pytest-timeout>=2.3'
+	touch $@
+
 setup: $(STAMP)
 
-demo: setup
-	$(EDGEXFER) train builtin:uci_digits --out $(DEMO)/run --epochs 15
+setup-runtime: $(RT_STAMP)
 
-test: setup
-	$(PY) -m pytest -q
+demo: setup
+	rm -rf $(DEMO)
+	$(EDGEXFER) train builtin:uci_digits --out $(DEMO)/run --epochs 15
+	$(EDGEXFER) export $(DEMO)/run --out $(DEMO)/bundle
+	$(EDGEXFER) data export builtin:uci_digits $(DEMO)/images
+	$(EDGEXFER) predict $(DEMO)/bundle $(DEMO)/images/test/7 --top-k 2
+	$(EDGEXFER) bench $(DEMO)/bundle --batch-sizes 1,32 --runs 50 --seconds 1 --data builtin:uci_digits --tune
+
+# The whole suite in the full environment, then the runtime tests again without TensorFlow installed,
+# both against one bundle built here.
+test: setup setup-runtime
+	rm -rf $(TEST_BUNDLE)
+	$(PY) tests/runtime/make_bundle.py $(TEST_BUNDLE)
+	EDGEXFER_TEST_BUNDLE=$(TEST_BUNDLE) $(PY) -m pytest -q
+	EDGEXFER_TEST_BUNDLE=$(TEST_BUNDLE) $(RT_PY) -m pytest -q -m runtime tests/runtime -p no:cacheprovider
+
+benchmarks: setup
+	cd benchmarks && for s in bench_train_cache bench_export bench_formats bench_overhead bench_cold_start \
+	    bench_keras_vs_runtime bench_auto; do ../$(PY) $$s.py || exit 1; done
+	$(PY) benchmarks/readme_tables.py
 
 clean:
-	rm -rf $(VENV) $(DEMO) .pytest_cache
+	rm -rf $(VENV) $(RT_VENV) $(DEMO) .cache .pytest_cache
