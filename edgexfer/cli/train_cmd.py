@@ -1,0 +1,92 @@
+"""`edgexfer train`, `edgexfer evaluate`, `edgexfer pretrain`: a thin click layer over edgexfer.train.
+
+Only click and light modules are imported here; edgexfer.train (and TensorFlow) is imported inside
+each command, so `edgexfer --help` stays instant. Errors are edgexfer errors: the group prints
+"Error: ..." and exits with the error's code. Ctrl-C during training saves a checkpoint and exits 130.
+"""
+from __future__ import annotations
+
+import json
+
+import click
+
+STRATEGIES = ["auto", "one", "mirrored", "multiworker"]
+SPLITS = ["train", "val", "test", "all"]
+
+
+@click.command()
+@click.argument("data")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Run directory to write.")
+@click.option("--backbone", default=None, help="Backbone name (default: the shipped digits_mnv3s).")
+@click.option("--weights", default="default", show_default=True, help="imagenet | none | default | PATH.")
+@click.option("--image-size", type=int, default=None, help="Square input size (default: the backbone's).")
+@click.option("--epochs", type=int, default=10, show_default=True, help="Stage 1 (head) epochs.")
+@click.option("--batch-size", type=int, default=64, show_default=True, help="Global batch size.")
+@click.option("--lr", "learning_rate", type=float, default=1e-3, show_default=True, help="Stage 1 learning rate.")
+@click.option("--dropout", type=float, default=0.2, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--augment/--no-augment", default=False, help="Flip/rotate/zoom/contrast in the tf.data pipeline.")
+@click.option("--fine-tune-layers", type=int, default=0, show_default=True, help="Stage 2: unfreeze the top N layers.")
+@click.option("--fine-tune-epochs", type=int, default=0, show_default=True)
+@click.option("--fine-tune-lr", type=float, default=1e-5, show_default=True)
+@click.option("--patience", type=int, default=3, show_default=True, help="Early stopping (0: off).")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="auto", show_default=True)
+@click.option("--strict", is_flag=True, help="Fail on corrupt files instead of skipping them.")
+@click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --out.")
+@click.option("--val-fraction", type=float, default=0.15, show_default=True)
+@click.option("--test-fraction", type=float, default=0.15, show_default=True)
+@click.option("--quiet", is_flag=True, help="One line per epoch instead of progress bars.")
+def train(data: str, out: str, backbone: str | None, image_size: int | None, quiet: bool, **options) -> None:
+    """Train a classifier on DATA (an image folder or builtin:NAME) into --out."""
+    from edgexfer.train import DEFAULT_BACKBONE
+    from edgexfer.train import train as run_training
+
+    try:
+        result = run_training(data, out, backbone=backbone or DEFAULT_BACKBONE, image_size=image_size,
+                              verbose=2 if quiet else 1, **options)
+    except KeyboardInterrupt:
+        click.echo(f"Interrupted: checkpoint saved in {out}/checkpoints; continue with --resume.", err=True)
+        click.get_current_context().exit(130)
+    metrics = result.record.metrics
+    click.echo(f"Done: val accuracy {_pct(metrics.get('val_accuracy'))}, test accuracy "
+               f"{_pct(metrics.get('test_accuracy'))}. Run directory: {result.run_dir}")
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.argument("data")
+@click.option("--split", type=click.Choice(SPLITS), default=None,
+              help="Default: the held-out test split on the training data, every image on other data.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+def evaluate(run_dir: str, data: str, split: str | None, as_json: bool) -> None:
+    """Accuracy and confusion matrix of RUN_DIR's model on DATA."""
+    from edgexfer.train import evaluate as run_evaluation
+    from edgexfer.train.metrics import format_confusion
+
+    result = run_evaluation(run_dir, data, split=split)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"{result['source']} [{result['split']}]: accuracy {_pct(result['accuracy'])} on {result['n']} images")
+    click.echo(format_confusion(result))
+
+
+@click.command()
+@click.option("--out", default=None, type=click.Path(file_okay=False),
+              help="Output folder (default: models/digits_mnv3s in the repository).")
+@click.option("--epochs", type=int, default=20, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def pretrain(out: str | None, epochs: int, seed: int) -> None:
+    """Pretrain the shipped source backbone (MobileNetV3Small on builtin:mnist_color), offline."""
+    from edgexfer.errors import UserError
+    from edgexfer.train import pretrain as run_pretraining
+
+    if epochs < 1:
+        raise UserError(f"Expected --epochs >= 1. Received: {epochs}.")
+    card = run_pretraining(out, epochs=epochs, seed=seed)
+    click.echo(f"Source accuracy: val {_pct(card['source_val_accuracy'])}, test {_pct(card['source_test_accuracy'])}; "
+               f"{card['size_bytes']:,} bytes, sha256 {card['sha256'][:16]}..., {card['train_seconds']} s.")
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"

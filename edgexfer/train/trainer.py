@@ -1,0 +1,233 @@
+"""`train()`: from a dataset to a run directory (model.keras, run.json, history.png, checkpoints/).
+
+The orchestration only: validation of the arguments, then build (inside the strategy scope and
+the precision policy), stage 1, optional stage 2, best weights, float32 model, metrics, record.
+Each step lives in its own module (backbones, model, stages, checkpoints, strategy, runinfo).
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgexfer.errors import UserError
+from edgexfer.record import MODEL_FILE, RunRecord
+from edgexfer.train.backbones import build_backbone, get_backbone, normalize_size, resolve_weights
+from edgexfer.train.runinfo import HyperParams
+from edgexfer.train.shipped import DEFAULT_BACKBONE
+from edgexfer.train.strategy import validate as validate_strategy
+
+HISTORY_PLOT = "history.png"
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    record: RunRecord
+    model: Any  # the float32 keras.Model that was saved
+
+
+def train(data: Any, out: str | Path, *, backbone: str = DEFAULT_BACKBONE, weights: str = "default",
+          image_size: int | tuple[int, int] | None = None, epochs: int = 10, batch_size: int = 64,
+          learning_rate: float = 1e-3, dropout: float = 0.2, seed: int = 0, augment: bool = False,
+          fine_tune_layers: int = 0, fine_tune_epochs: int = 0, fine_tune_lr: float = 1e-5, patience: int = 3,
+          strategy: str = "auto", strict: bool = False, resume: bool = False, verbose: int = 1,
+          val_fraction: float = 0.15, test_fraction: float = 0.15, callbacks: list[Any] | None = None
+          ) -> TrainResult:
+    """Transfer-learn a classifier on `data` (a folder, "builtin:NAME" or an edgexfer.data.Dataset).
+
+    Ctrl-C saves a checkpoint and a run.json marked "interrupted", then re-raises KeyboardInterrupt;
+    `resume=True` continues from the last checkpoint. `callbacks` are extra Keras callbacks.
+    """
+    hp = HyperParams(epochs, batch_size, learning_rate, dropout, augment, fine_tune_layers, fine_tune_epochs,
+                     fine_tune_lr, patience, seed)
+    _validate(hp)
+    spec = get_backbone(backbone)
+    resolve_weights(spec, weights)  # a missing weights file fails before any data is loaded
+    size = normalize_size(image_size if image_size is not None else spec.default_size)
+    validate_strategy(strategy)
+    dataset = open_data(data, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, strict=strict)
+    run = _Run(dataset, Path(out), backbone, weights, size, hp, strategy, verbose, callbacks or [])
+    return run.execute(resume)
+
+
+def open_data(data: Any, *, seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.15,
+              strict: bool = False) -> Any:
+    """A path or "builtin:NAME" through edgexfer.data.open_dataset; a Dataset object as is."""
+    if isinstance(data, (str, Path)):
+        from edgexfer.data import open_dataset
+
+        return open_dataset(str(data), seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
+                            strict=strict)
+    return data
+
+
+def _validate(hp: HyperParams) -> None:
+    checks = [("epochs", hp.epochs >= 1, ">= 1"), ("batch_size", hp.batch_size >= 1, ">= 1"),
+              ("learning_rate", hp.learning_rate > 0, "> 0"), ("dropout", 0 <= hp.dropout < 1, "in [0, 1)"),
+              ("fine_tune_layers", hp.fine_tune_layers >= 0, ">= 0"),
+              ("fine_tune_epochs", hp.fine_tune_epochs >= 0, ">= 0"), ("fine_tune_lr", hp.fine_tune_lr > 0, "> 0"),
+              ("patience", hp.patience >= 0, ">= 0 (0 turns early stopping off)")]
+    for name, ok, rule in checks:
+        if not ok:
+            raise UserError(f"Expected {name} {rule}. Received: {getattr(hp, name)}.")
+    if bool(hp.fine_tune_layers) != bool(hp.fine_tune_epochs):
+        raise UserError("Fine-tuning needs both --fine-tune-layers N and --fine-tune-epochs E (> 0). Received: "
+                        f"layers={hp.fine_tune_layers}, epochs={hp.fine_tune_epochs}.")
+
+
+class _Run:
+    """One training run; holds what the steps share so that each step is a short method."""
+
+    def __init__(self, dataset: Any, run_dir: Path, backbone: str, weights: str, size: tuple[int, int],
+                 hp: HyperParams, strategy: str, verbose: int, callbacks: list[Any]) -> None:
+        self.dataset, self.run_dir, self.backbone_name, self.weights = dataset, run_dir, backbone, weights
+        self.size, self.hp, self.strategy_name, self.verbose, self.callbacks = size, hp, strategy, verbose, callbacks
+        self.labels = list(dataset.class_names)
+        self.unfrozen: list[str] = []
+        self.resumed = False
+
+    def say(self, message: str) -> None:
+        if self.verbose:
+            print(message, flush=True)
+
+    def execute(self, resume: bool) -> TrainResult:
+        import keras
+
+        from edgexfer.train.strategy import plan_strategy
+
+        keras.utils.set_random_seed(self.hp.seed)
+        self.plan = plan_strategy(self.strategy_name)
+        self.say(f"Training on {self.plan.device}, strategy {self.plan.name} ({self.plan.replicas} replica(s)), "
+                 f"mixed precision {'on' if self.plan.mixed_precision else 'off'}.")
+        self._prepare_dir(resume)
+        self._build()
+        self.ckpt = self._checkpointer(resume)
+        started = time.perf_counter()
+        try:
+            self._stages()
+        except KeyboardInterrupt:
+            self._on_interrupt(time.perf_counter() - started)
+            raise
+        return self._finish(time.perf_counter() - started)
+
+    def _prepare_dir(self, resume: bool) -> None:
+        from edgexfer.train.checkpoints import CHECKPOINT_DIR
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        stale = self.run_dir / CHECKPOINT_DIR
+        if not resume and stale.exists():
+            self.say(f"Starting a new run in {self.run_dir}: removing the checkpoints of the previous one.")
+            shutil.rmtree(stale)
+
+    def _build(self) -> None:
+        from edgexfer.train.model import build_classifier, make_head
+        from edgexfer.train.strategy import precision
+
+        with precision(self.plan.mixed_precision), self.plan.strategy.scope():
+            self.built = build_backbone(self.backbone_name, self.weights, self.size)
+            self.head = make_head(len(self.labels), self.hp.dropout)
+            self.classifier = build_classifier(self.built.model, self.head, (*self.size, 3))
+        self.say(f"Backbone {self.backbone_name} ({self.built.weights} weights), {self.built.feature_dim} features, "
+                 f"input {self.size[0]}x{self.size[1]}x3, {len(self.labels)} classes.")
+
+    def _config(self) -> dict[str, Any]:
+        """Settings that must match for --resume to continue the same run."""
+        return {"backbone": self.backbone_name, "weights": self.built.weights, "image_size": list(self.size),
+                "labels": self.labels, "data": str(getattr(self.dataset, "fingerprint", "")),
+                "dropout": self.hp.dropout, "augment": self.hp.augment, "seed": self.hp.seed,
+                "fine_tune_layers": self.hp.fine_tune_layers}
+
+    def _checkpointer(self, resume: bool) -> Any:
+        from edgexfer.train.checkpoints import Checkpointer, State
+
+        if not resume:
+            return Checkpointer(self.run_dir, self.classifier, State(self._config()))
+        ckpt = Checkpointer.resume(self.run_dir, self.classifier, self._config())
+        self.resumed = True
+        self.say(f"Resuming stage {ckpt.state.stage} after epoch {ckpt.state.epoch}.")
+        return ckpt
+
+    def _fit(self) -> Any:
+        from edgexfer.train.stages import Fit
+
+        return Fit(self.dataset, self.size, self.hp.batch_size, self.hp.seed, self.plan, self.ckpt,
+                   self.hp.patience, self.verbose, self.callbacks)
+
+    def _stages(self) -> None:
+        from edgexfer.train import stages
+
+        state, fit, hp = self.ckpt.state, self._fit(), self.hp
+        if state.stage == 1 and not state.stage_done:
+            mode = "through the frozen backbone (augmentation on)" if hp.augment else "on cached backbone features"
+            self.say(f"Stage 1: training the head {mode}, up to {hp.epochs} epochs.")
+            if hp.augment:
+                stages.stage1_through(self.classifier, self.built.model, hp.epochs, hp.learning_rate, fit, True,
+                                      state.epoch)
+            else:
+                stages.stage1_cached(self.built.model, self.head, hp.epochs, hp.learning_rate, fit, state.epoch)
+            self.ckpt.finish_stage()
+        if hp.fine_tune_layers and not (state.stage == 2 and state.stage_done):
+            if state.stage == 1:
+                self.ckpt.restore_best()  # fine-tune from the best head
+                state.start_stage(2)
+            self.say(f"Stage 2: fine-tuning the top {hp.fine_tune_layers} layers (BatchNorm frozen), "
+                     f"lr {hp.fine_tune_lr}, up to {hp.fine_tune_epochs} epochs.")
+            self.unfrozen = stages.stage2(self.classifier, self.built.model, hp.fine_tune_layers, hp.fine_tune_epochs,
+                                          hp.fine_tune_lr, fit, hp.augment, state.epoch)
+            self.ckpt.finish_stage()
+
+    def _float32_model(self) -> Any:
+        """The model to save: float32 and free of distribution wrappers (rebuilt when needed)."""
+        if not self.plan.mixed_precision and self.plan.name == "one":
+            return self.classifier
+        from edgexfer.train.model import build_classifier, make_head
+        from edgexfer.train.strategy import precision
+
+        with precision(False):
+            backbone = build_backbone(self.backbone_name, "none", self.size).model
+            model = build_classifier(backbone, make_head(len(self.labels), self.hp.dropout), (*self.size, 3))
+        model.set_weights([w for w in self.classifier.get_weights()])
+        return model
+
+    def _evaluate_splits(self, model: Any) -> dict[str, Any]:
+        from edgexfer.train.metrics import summarize
+        from edgexfer.train.runinfo import evaluation_metrics
+        from edgexfer.train.stages import predict_pipeline
+
+        fit, results = self._fit(), {}
+        for split in ("val", "test"):
+            if fit.has(split):
+                probs, y = predict_pipeline(model, fit.pipeline(split))
+                results[split] = summarize(y, probs, self.labels)
+        return evaluation_metrics(results.get("val"), results.get("test"))
+
+    def _record(self, evaluation: dict[str, Any], status: str, seconds: float) -> RunRecord:
+        from edgexfer.train.runinfo import make_record
+
+        backbone = {**self.built.record(), "fine_tuned_layers": self.unfrozen}
+        extra = {"status": status, "resumed": self.resumed, "train_seconds": round(seconds, 2),
+                 "stage1_mode": "through_backbone" if self.hp.augment else "cached_features",
+                 "strategy_requested": self.strategy_name, "image_size": list(self.size)}
+        return make_record(labels=self.labels, image_size=self.size, backbone=backbone,
+                           data_record=self.dataset.to_record(), hp=self.hp, plan=self.plan.record(),
+                           state=self.ckpt.state, evaluation=evaluation, extra_training=extra)
+
+    def _on_interrupt(self, seconds: float) -> None:
+        self.ckpt.save_interrupt()
+        self._record({}, "interrupted", seconds).save(self.run_dir)
+        self.say(f"\nCheckpoint saved in {self.ckpt.dir}; run.json marked interrupted; resume=True continues.")
+
+    def _finish(self, seconds: float) -> TrainResult:
+        from edgexfer.train.metrics import plot_history
+
+        self.ckpt.restore_best()
+        model = self._float32_model()
+        evaluation = self._evaluate_splits(model)
+        model.save(self.run_dir / MODEL_FILE)
+        record = self._record(evaluation, "complete", seconds)
+        record.save(self.run_dir)
+        plot_history(self.ckpt.state.history, self.run_dir / HISTORY_PLOT)
+        return TrainResult(self.run_dir, record, model)
