@@ -49,27 +49,36 @@ class Fit:
         return [EpochCallback(self.ckpt, stage, self.patience), *self.callbacks]
 
 
-def extract_features(backbone: Any, dataset: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Run the frozen backbone once over a (images, labels) tf.data pipeline, in order."""
+def forward_fn(model: Any) -> Any:
+    """The model's inference pass as a graph function with a batch-polymorphic signature, traced once."""
     import tensorflow as tf
 
-    height, width = int(backbone.input_shape[1]), int(backbone.input_shape[2])
+    height, width = int(model.input_shape[1]), int(model.input_shape[2])
     spec = tf.TensorSpec((None, height, width, 3), tf.float32)
-    forward = tf.function(lambda x: backbone(x, training=False), input_signature=[spec])  # traced once
+    return tf.function(lambda x: model(x, training=False), input_signature=[spec])
+
+
+def extract_features(model: Any, dataset: Any, forward: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Run a frozen model once over a (images, labels) tf.data pipeline, in order.
+
+    Pass the same `forward` (from `forward_fn`) for several pipelines so the model is traced only once.
+    """
+    forward = forward or forward_fn(model)
     features, labels = [], []
     for images, batch_labels in dataset:
         features.append(np.asarray(forward(images), dtype=np.float32))
         labels.append(np.asarray(batch_labels, dtype=np.int64))
     if not features:
-        return np.zeros((0, int(backbone.output_shape[-1])), np.float32), np.zeros((0,), np.int64)
+        return np.zeros((0, int(model.output_shape[-1])), np.float32), np.zeros((0,), np.int64)
     return np.concatenate(features), np.concatenate(labels)
 
 
 def cache_features(backbone: Any, fit: Fit) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Backbone features of the train and validation splits (the one expensive pass)."""
+    """Backbone features of the train and validation splits (the one expensive pass, one trace)."""
     splits = ["train"] + (["val"] if fit.has("val") else [])
     batch = max(fit.batch_size, INFERENCE_BATCH)  # inference only: bigger batches, fewer graph calls
-    return {split: extract_features(backbone, fit.pipeline(split, batch_size=batch)) for split in splits}
+    forward = forward_fn(backbone)
+    return {split: extract_features(backbone, fit.pipeline(split, batch_size=batch), forward) for split in splits}
 
 
 def stage1_cached(backbone: Any, head: Head, epochs: int, learning_rate: float, fit: Fit,
