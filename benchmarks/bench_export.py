@@ -1,0 +1,125 @@
+"""Export wall time and peak memory: every format + parity for the demo model.
+
+Goal (issue 3): all artifacts plus parity for the demo model (the shipped MobileNetV3Small-0.75
+backbone at 32x32 on builtin:uci_digits) in <= 90 s and <= 4 GB peak RSS.
+
+The export runs in a fresh measuring process (so training never pollutes the numbers); a sampler
+thread sums the RSS of that process and all its conversion children every 50 ms (the peak of the
+whole tree, what a machine must hold at once); each child also reports its own ru_maxrss, and
+RUSAGE_CHILDREN gives the largest child. Results: benchmarks/results/export.json.
+
+    .venv/bin/python benchmarks/bench_export.py [--run-dir RUN] [--parallel 1 2] [--repeat 1]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from _common import EDGEXFER, WORK, run, write_result
+
+GOAL_SECONDS, GOAL_RSS_MB = 90.0, 4096.0
+
+
+def demo_run_dir(rebuild: bool = False) -> Path:
+    """The demo run (same place and command as benchmarks/_common.demo_bundle)."""
+    run_dir = WORK / "demo" / "run"
+    if rebuild or not (run_dir / "model.keras").exists():
+        run([*EDGEXFER, "train", "builtin:uci_digits", "--out", run_dir, "--epochs", "15", "--quiet"])
+    return run_dir
+
+
+def _tree_rss_mb(proc) -> float:
+    import psutil
+
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            continue
+    return total / 2**20
+
+
+def measure(run_dir: str, parallel: int) -> dict:
+    """Runs inside the measuring process: one export of every installed format, timed and sampled."""
+    import psutil
+
+    from edgexfer.export import export
+
+    me, peak, stop = psutil.Process(), [0.0], threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], _tree_rss_mb(me))
+            stop.wait(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out = Path(tempfile.mkdtemp(prefix="bench-export-")) / "bundle"
+    started = time.perf_counter()
+    result = export(run_dir, out, parallel=parallel, allow_failures=True)
+    seconds = time.perf_counter() - started
+    stop.set()
+    sampler.join()
+    prov = result.manifest.provenance
+    return {
+        "seconds": round(seconds, 2), "parallel": parallel,
+        "peak_tree_rss_mb": round(peak[0], 1),
+        "parent_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "largest_child_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+        "children": prov["export"]["children"],
+        "artifacts": {n: {"status": a.status, "size_bytes": a.size_bytes, "precision": a.precision,
+                          "convert_seconds": a.details.get("convert_seconds"), "metrics": a.parity.get("metrics"),
+                          "gate": a.parity.get("gate"), "rung": a.details.get("rung")}
+                      for n, a in result.manifest.artifacts.items()},
+        "reference": prov["parity_reference"], "table": result.table(), "bundle": str(result.bundle),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run-dir", help="An existing run dir (default: the demo run, trained if missing).")
+    parser.add_argument("--parallel", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--measure", nargs=2, help=argparse.SUPPRESS)  # internal: RUN_DIR PARALLEL
+    args = parser.parse_args()
+    if args.measure:
+        print("RESULT " + json.dumps(measure(args.measure[0], int(args.measure[1]))))
+        return
+    run_dir = Path(args.run_dir) if args.run_dir else demo_run_dir()
+    runs = []
+    for parallel in args.parallel:
+        for _ in range(args.repeat):
+            proc = subprocess.run([sys.executable, __file__, "--measure", str(run_dir), str(parallel)],
+                                  capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+            if proc.returncode or not lines:
+                sys.exit(f"measurement failed:\n{proc.stderr[-3000:]}")
+            res = json.loads(lines[-1][len("RESULT "):])
+            print(f"parallel={parallel}: {res['seconds']:.1f} s, peak tree RSS {res['peak_tree_rss_mb']:.0f} MB "
+                  f"(largest child {res['largest_child_rss_mb']:.0f} MB)\n{res['table']}\n", flush=True)
+            runs.append(res)
+    from edgexfer.export.pipeline import auto_parallel
+
+    record = json.loads((run_dir / "run.json").read_text())
+    best = min(runs, key=lambda r: r["seconds"])
+    default = auto_parallel()
+    judged = [r for r in runs if r["parallel"] == default] or runs
+    payload = {"goal": {"seconds": GOAL_SECONDS, "peak_rss_mb": GOAL_RSS_MB}, "default_parallel": default,
+               "met": all(r["seconds"] <= GOAL_SECONDS and r["peak_tree_rss_mb"] <= GOAL_RSS_MB for r in judged),
+               "model": {"backbone": record.get("backbone"), "input_shape": record.get("input_shape"),
+                         "data": record.get("data", {}).get("source"), "metrics": record.get("metrics")},
+               "best_seconds": best["seconds"], "runs": runs}
+    print(f"goal met with the default parallel={default}: {payload['met']}\n-> {write_result('export', payload)}")
+
+
+if __name__ == "__main__":
+    main()

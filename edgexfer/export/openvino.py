@@ -1,0 +1,89 @@
+"""OpenVINO IR: FP32, FP16-compressed, and int8 through NNCF (runs inside the subprocess).
+
+The source is the ONNX file of the same export when there is one (no TensorFlow needed in this
+process), otherwise a SavedModel of the Keras model. `ov.save_model` compresses weights to FP16 by
+default: the FP32 IR passes compress_to_fp16=False explicitly. NNCF 3.x has no TensorFlow
+backend: int8 is `nncf.quantize` on the ov.Model with the calibration images, or
+`nncf.quantize_with_accuracy_control` (validation on held-out images) when max_drop is given.
+
+int8 fallback ladder (formats.OPENVINO_INT8_LADDER, walked by edgexfer.export.guardrail when
+`openvino-int8` misses its gate):
+  0. default           nncf.quantize, performance preset (symmetric), `calibration_samples` images
+  1. mixed-preset      QuantizationPreset.MIXED (asymmetric activations)
+  2. accuracy-control  nncf.quantize_with_accuracy_control on the run's validation split with
+                       max_drop = the gate's max_acc_drop: NNCF reverts the most harmful layers
+The child needs no TensorFlow (the source is the ONNX file), so rungs are built one per child and
+the walk stops at the first that passes (formats: ladder_chunk=1).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgexfer._deps import require
+from edgexfer.errors import ConversionError
+from edgexfer.export._keras import calibration_images, saved_model
+
+
+def convert(job: dict[str, Any]) -> dict[str, Any]:
+    ov = require("openvino", purpose="OpenVINO export")
+    model, source = _source_model(ov, job)
+    details: dict[str, Any] = {"source": source}
+    if job["options"].get("quantize") == "int8":
+        model = _quantize(ov, model, job, details)
+    path = Path(job["out_dir"]) / "model.xml"
+    compress = bool(job["options"].get("compress_to_fp16", False))
+    ov.save_model(model, str(path), compress_to_fp16=compress)
+    details.update({"compress_to_fp16": compress, "inputs": [p.get_any_name() for p in model.inputs],
+                    "input_shape": str(model.inputs[0].get_partial_shape())})
+    return {"files": [path.name, path.with_suffix(".bin").name], "details": details}
+
+
+def _source_model(ov: Any, job: dict[str, Any]) -> tuple[Any, str]:
+    onnx_path = job.get("source_onnx")
+    try:
+        if onnx_path and Path(onnx_path).is_file():
+            return ov.convert_model(onnx_path), "onnx"
+        return ov.convert_model(saved_model(job["model"], tuple(job["input_shape"]), job["work_dir"])), "savedmodel"
+    except ConversionError:
+        raise
+    except Exception as exc:
+        raise ConversionError(f"ov.convert_model failed: {str(exc).strip()[-500:]}") from exc
+
+
+def _quantize(ov: Any, model: Any, job: dict[str, Any], details: dict[str, Any]) -> Any:
+    nncf = require("nncf", purpose="OpenVINO int8 export")
+    opts = job["options"]
+    images = calibration_images(job, int(opts.get("calibration_samples", 300)) * int(opts.get("calibration_factor", 1)))
+    calibration = nncf.Dataset([np.asarray(images[i: i + 1], dtype=np.float32) for i in range(len(images))])
+    max_drop = opts.get("max_drop")
+    preset = nncf.QuantizationPreset.MIXED if opts.get("preset") == "mixed" else nncf.QuantizationPreset.PERFORMANCE
+    details.update({"calibration_images": len(images), "preset": preset.value, "rung": opts.get("rung", "default")})
+    try:
+        if max_drop is None or not job.get("validation"):
+            return nncf.quantize(model, calibration, preset=preset, subset_size=len(images))
+        return _quantize_with_accuracy_control(nncf, model, calibration, len(images), job, float(max_drop),
+                                               details)
+    except Exception as exc:
+        raise ConversionError(f"NNCF quantization failed: {str(exc).strip()[-500:]}") from exc
+
+
+def _quantize_with_accuracy_control(nncf: Any, model: Any, calibration: Any, n_calibration: int,
+                                    job: dict[str, Any], max_drop: float, details: dict[str, Any]) -> Any:
+    """Revert the layers that cost accuracy until the drop on held-out images is <= max_drop points."""
+    data = np.load(job["validation"])
+    x, y = data["x"].astype(np.float32), data["y"]
+    batches = [(x[i: i + 64], y[i: i + 64]) for i in range(0, len(x), 64)]
+
+    def validate(compiled: Any, items: Any) -> float:
+        hits = sum(int(np.sum(np.argmax(compiled(bx)[0], 1) == by)) for bx, by in items)
+        return hits / max(1, sum(len(by) for _, by in items))
+
+    validation = nncf.Dataset(batches, lambda item: item[0])
+    details.update({"accuracy_control": True, "max_drop_points": max_drop, "validation_images": len(x)})
+    return nncf.quantize_with_accuracy_control(
+        model, calibration, validation, validation_fn=validate, max_drop=max_drop / 100.0,
+        drop_type=nncf.DropType.ABSOLUTE, subset_size=n_calibration,
+        preset=nncf.QuantizationPreset.MIXED if job["options"].get("preset") == "mixed" else None)

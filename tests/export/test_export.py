@@ -1,0 +1,171 @@
+"""End to end on a tiny trained model: ONE module-scoped export of every installed format is
+shared by the round-trip tests (each format exports, loads through the runtime, passes its gate)."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgexfer.errors import ConversionError, UserError
+from edgexfer.export import export, list_formats
+from edgexfer.export.formats import FORMATS
+from edgexfer.manifest import Manifest
+
+pytestmark = pytest.mark.slow
+INSTALLED = list_formats(installed_only=True)
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bundles") / "digits"
+    return export(run_dir, out, archive=True, parallel=2)
+
+
+@pytest.fixture(scope="module")
+def test_images(digits):
+    from edgexfer.data import load_split
+
+    return load_split(digits.to_record(), "test", (32, 32))
+
+
+@pytest.mark.parametrize("name", INSTALLED)
+def test_round_trip(exported, test_images, name):
+    from edgexfer.runtime import load
+
+    artifact = exported.manifest.artifacts[name]
+    assert artifact.status == "passed" and exported.parity[name], exported.table()
+    assert artifact.format == FORMATS[name].family and artifact.precision == FORMATS[name].precision
+    assert all((exported.bundle / f).is_file() for f in artifact.files)
+    assert artifact.files[0].endswith(FORMATS[name].suffixes[0]) and artifact.size_bytes > 0
+    gate = artifact.parity["gate"]
+    assert gate == FORMATS[name].gate.to_dict() and artifact.parity["metrics"]["n"] == len(test_images[1])
+    x, y = test_images
+    with load(exported.bundle, format=name, device="cpu") as model:  # verify=True: sha256 checked
+        probs = model.predict(x[:16])
+    assert probs.shape == (16, 10) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=0.02)
+
+
+def test_bundle_contents(exported, run_dir):
+    bundle = exported.bundle
+    manifest = Manifest.load(bundle)
+    assert list(manifest.artifacts) == INSTALLED and manifest.labels == [str(i) for i in range(10)]
+    assert manifest.input.shape == (32, 32, 3) and manifest.input.layout == "NHWC"
+    prov = manifest.provenance
+    assert prov["backbone"] == "tiny-cnn" and prov["data"]["fingerprint"]
+    assert {"edgexfer", "tensorflow-cpu", "tf2onnx", "openvino"} <= set(prov["versions"])
+    assert prov["parity_reference"]["n"] > 0 and prov["created"]
+    parity = json.loads((bundle / "parity.json").read_text())
+    assert set(parity["artifacts"]) == set(INSTALLED)
+    assert "| tflite-int8 | PASS |" in (bundle / "parity.md").read_text()
+    assert exported.archive == bundle.with_name("digits.zip") and exported.archive.is_file()
+    assert sorted(p.name for p in bundle.parent.iterdir()) == ["digits", "digits.zip"]  # no staging left
+
+
+def test_onnx_graph(exported):
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(str(exported.bundle / "onnx" / "model.onnx"))
+    assert model.opset_import[0].version == 17
+    inp = model.graph.input[0]
+    assert inp.name == "images" and inp.type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert [d.dim_value for d in inp.type.tensor_type.shape.dim[1:]] == [32, 32, 3]  # NHWC
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(meta["edgexfer.labels"]) == [str(i) for i in range(10)] and "edgexfer.preprocessing" in meta
+
+
+def _io_dtypes(path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path))
+    return interp.get_input_details()[0]["dtype"], interp.get_output_details()[0]["dtype"]
+
+
+def test_int8_io(exported):
+    artifact = exported.manifest.artifacts["tflite-int8"]
+    assert _io_dtypes(exported.bundle / artifact.main_file) == (np.int8, np.int8)
+    assert artifact.input_quant.dtype == "int8" and artifact.output_quant.dtype == "int8"
+    assert artifact.input_quant.scale > 0 and artifact.details["float_ops"] == []
+
+
+def test_uint8_io_and_fallback_ladder(run_dir, tmp_path):
+    """An impossible gate makes tflite-int8 walk the whole ladder; the report says what was tried."""
+    result = export(run_dir, tmp_path / "b", formats=["tflite-int8"], int8_io="uint8", allow_failures=True,
+                    gates={"tflite-int8": {"max_acc_drop": -100}}, calibration_samples=50, parity_samples=100)
+    artifact = result.manifest.artifacts["tflite-int8"]
+    assert artifact.status == "failed" and not result.ok
+    tried = artifact.parity["tried"]
+    assert [t["rung"] for t in tried] == ["default", "more-calibration", "per-tensor", "denylist", "16x8"]
+    assert tried[0]["details"]["input_dtype"] == "uint8" and tried[0]["details"]["output_dtype"] == "uint8"
+    assert tried[3]["details"]["denylisted_nodes"] and tried[4]["details"]["io_dtype"] == "int16"
+    kept = artifact.details["rung"]
+    expected = {"int16"} if kept == "16x8" else {"uint8"}
+    assert {np.dtype(d).name for d in _io_dtypes(result.bundle / artifact.main_file)} == expected
+    assert artifact.input_quant.dtype in expected
+    assert "int8 fallback ladder" in (result.bundle / "parity.md").read_text()
+    from edgexfer.runtime import load
+
+    with pytest.raises(UserError):  # the runtime refuses a failed artifact unless forced
+        load(result.bundle, format="tflite-int8")
+    with load(result.bundle, format="tflite-int8", allow_failed=True) as model:
+        assert model.predict(np.zeros((2, 32, 32, 3), np.uint8)).shape == (2, 10)
+
+
+def test_augmentation_layer_fails_onnx(augmented_run_dir, tmp_path):
+    with pytest.raises(ConversionError, match="RandomFlip"):
+        export(augmented_run_dir, tmp_path / "b", formats=["onnx"])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_parity_failure_exits_1(run_dir, tmp_path):
+    from edgexfer.cli import main
+
+    out = tmp_path / "b"
+    res = CliRunner().invoke(main, ["export", str(run_dir), "--out", str(out), "--formats", "onnx",
+                                    "--gate", "onnx:max_abs_diff=-1"])
+    assert res.exit_code == 1, res.output
+    assert "failed parity" in res.output and "max_abs_diff" in res.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_info_and_verify_catch_tampering(exported, tmp_path):
+    from edgexfer.cli import main
+
+    bundle = tmp_path / "copy"
+    shutil.copytree(exported.bundle, bundle)
+    runner = CliRunner()
+    ok = runner.invoke(main, ["info", str(bundle), "--verify"])
+    assert ok.exit_code == 0 and "Verified" in ok.output and "tflite-int8" in ok.output
+    as_json = runner.invoke(main, ["info", str(bundle), "--json", "--verify"])
+    assert json.loads(as_json.output)["verify"]["ok"] is True
+    with open(bundle / "tflite" / "model.tflite", "r+b") as fh:
+        fh.seek(100)
+        fh.write(b"\x00\x01\x02")
+    bad = runner.invoke(main, ["info", str(bundle), "--verify"])
+    assert bad.exit_code != 0 and "tflite/model.tflite" in bad.output
+
+
+def test_existing_bundle_without_force(exported, run_dir):
+    before = (exported.bundle / "manifest.json").read_bytes()
+    with pytest.raises(UserError, match="already exists"):
+        export(run_dir, exported.bundle, formats=["onnx"])
+    assert (exported.bundle / "manifest.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt, RuntimeError])
+def test_interrupted_export_keeps_existing_bundle(exported, run_dir, monkeypatch, exc):
+    """Interrupted mid-way (after staging and data, at conversion): nothing left, old bundle intact."""
+    import edgexfer.export.pipeline as pipeline
+
+    def interrupt(*args, **kwargs):
+        raise exc("interrupted")
+
+    monkeypatch.setattr(pipeline, "run_chains", interrupt)
+    before = {p.name: p.stat().st_mtime_ns for p in exported.bundle.rglob("*")}
+    siblings = sorted(p.name for p in exported.bundle.parent.iterdir())
+    with pytest.raises(exc):
+        export(run_dir, exported.bundle, formats=["onnx"], force=True, archive=True)
+    assert {p.name: p.stat().st_mtime_ns for p in exported.bundle.rglob("*")} == before
+    assert sorted(p.name for p in exported.bundle.parent.iterdir()) == siblings

@@ -1,0 +1,79 @@
+"""Subprocess isolation, the tf2onnx error capture and the atomic bundle staging (no conversion)."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from edgexfer.errors import ConversionError, UserError
+from edgexfer.export.bundle import Staging
+from edgexfer.export.onnx import ErrorCollector
+from edgexfer.export.worker import Batch, raise_for, run_batches
+from edgexfer.manifest import InputSpec, Manifest
+
+
+def test_failed_job_becomes_conversion_error_with_log_tail(tmp_path):
+    jobs = [{"name": "bad", "converter": "json:loads", "out_dir": str(tmp_path / "bad")},  # raises TypeError
+            {"name": "dies", "converter": "builtins:exit", "out_dir": str(tmp_path / "dies")}]
+    outcomes = run_batches([Batch("t", jobs, tmp_path)])
+    assert not outcomes["bad"]["ok"] and not outcomes["dies"]["ok"]
+    with pytest.raises(ConversionError, match="'bad' failed") as info:
+        raise_for("bad", outcomes["bad"])
+    assert "Last lines of the conversion log" in str(info.value)
+    with pytest.raises(ConversionError, match="exited with code 1"):  # a child that died before reporting
+        raise_for("dies", outcomes["dies"])
+
+
+def test_tf2onnx_errors_are_failures():
+    with ErrorCollector() as errors:
+        logging.getLogger("tf2onnx.tfonnx").error("Unsupported ops: Counter({'StatelessRandomUniformV2': 1})")
+        logging.getLogger("tf2onnx.tfonnx").warning("just a warning")
+    assert len(errors.messages) == 1
+    with pytest.raises(ConversionError, match="StatelessRandomUniformV2"):
+        errors.raise_if_any("tf2onnx")
+    ErrorCollector().raise_if_any("tf2onnx")  # no errors: no exception
+
+
+def _manifest():
+    return Manifest(name="b", labels=["a", "b"], input=InputSpec(8, 8), preprocessing={})
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("boom"), KeyboardInterrupt()])
+def test_interrupted_staging_leaves_nothing(tmp_path, exc):
+    with pytest.raises(type(exc)):
+        with Staging(tmp_path / "bundle") as staging:
+            (staging.root / "onnx").mkdir()
+            (staging.root / "onnx" / "model.onnx").write_bytes(b"half")
+            raise exc
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_bundle_needs_force(tmp_path):
+    out = tmp_path / "bundle"
+    out.mkdir()
+    (out / "keep").write_text("old")
+    with pytest.raises(UserError, match="--force"):
+        Staging(out)
+    with Staging(out, force=True, archive=True) as staging:
+        (staging.root / "new").write_text("new")
+        staging.commit(_manifest())
+    assert (out / "new").is_file() and not (out / "keep").exists() and (out / "manifest.json").is_file()
+    assert (tmp_path / "bundle.zip").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "bundle.zip"]
+
+
+def test_ladder_keeps_the_best_passing_variant():
+    from edgexfer.export.formats import Gate
+    from edgexfer.export.guardrail import _choose, _rung_options
+    from edgexfer.export.parity import ParityResult
+
+    def res(acc, passed):
+        return ParityResult({"accuracy": acc}, {}, passed)
+
+    default, low, high, failed_best = res(70, False), res(75, True), res(78, True), res(90, False)
+    cands = [("default", default, None), ("a", low, "A"), ("b", high, "B"), ("c", failed_best, "C")]
+    assert _choose(cands)[0] == "b"  # passing first, then accuracy
+    assert _choose([("default", default, None), ("c", failed_best, "C")])[0] == "c"  # none pass: best kept
+    assert _choose([("default", res(70, True), None), ("a", res(70, True), "A")])[0] == "default"  # tie: earlier
+    opts = _rung_options({"rung": "accuracy-control", "accuracy_control": True}, Gate(max_acc_drop=0.5))
+    assert opts == {"rung": "accuracy-control", "max_drop": 0.5}
