@@ -91,11 +91,24 @@ def auto_vs_best(doc):
 
 
 def export(doc):
-    rows = [[r["format"], f"{r.get('seconds', 0):.1f}", f"{r.get('size_bytes', 0) / 1e6:.2f}",
-             r.get("status", "-")] for r in doc.get("artifacts", [])]
-    head = (f"All artifacts + parity: {doc['total_seconds']:.1f} s, peak RSS {doc['peak_rss_mb']:.0f} MB "
-            f"(goal <= 90 s and <= 4096 MB: {_ok(doc['goal_met'])}).")
-    return head + ("\n\n" + _table(["format", "seconds", "size MB", "parity"], rows) if rows else "")
+    runs = sorted(doc["runs"], key=lambda r: r["parallel"])
+    summary = _table(["conversions at once", "all artifacts + parity s", "peak RSS, all processes MB",
+                      "largest process MB"],
+                     [[r["parallel"], f"{r['seconds']:.1f}", f"{r['peak_tree_rss_mb']:.0f}",
+                       f"{r['largest_child_rss_mb']:.0f}"] for r in runs])
+    best = min(runs, key=lambda r: r["seconds"])
+    rows = []
+    for name, a in best["artifacts"].items():
+        m = a.get("metrics", {})
+        rows.append([name, a["status"], f"{m.get('max_abs_diff', float('nan')):.1e}", f"{m.get('cosine', 0):.6f}",
+                     f"{m.get('agreement', 0):.2f}%", f"{m.get('accuracy', 0):.2f}%", f"{m.get('accuracy_drop', 0):+.2f}",
+                     f"{a['size_bytes'] / 1e6:.2f}", a.get("rung") or "-"])
+    parity = _table(["artifact", "parity", "max abs diff", "cosine", "top-1 agreement", "accuracy",
+                     "drop (pt)", "size MB", "int8 ladder step"], rows)
+    ref = best.get("reference", {})
+    return (summary + f"\n\nGoal <= {doc['goal']['seconds']:.0f} s and <= {doc['goal']['peak_rss_mb']:.0f} MB: "
+            f"{_ok(doc['met'])}. Parity on the {ref.get('n', '?')} held-out test images (Keras float32 accuracy "
+            f"{ref.get('accuracy', 0):.2f}%):\n\n" + parity)
 
 
 RENDERERS: dict[str, tuple[Callable[[dict], str], str]] = {

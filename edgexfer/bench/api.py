@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from edgexfer.bench import report, tune as tuning
+from edgexfer.bench import report
+from edgexfer.bench import tune as tuning
 from edgexfer.bench.sweep import SweepConfig, run_sweep
 from edgexfer.manifest import Manifest
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.metadata
 import os
 import platform
 import shutil
 import subprocess
 from typing import Any
+
+from edgexfer._versions import installed_versions
 
 #: CPU flags that decide which inference kernels run (x86: /proc/cpuinfo names; ARM: Features).
 _INTERESTING_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_bf16",
@@ -58,16 +59,6 @@ def _gpus() -> list[dict[str, str]]:
     return [{"name": r[0], "driver": r[1], "memory": r[2]} for r in rows if len(r) >= 3]
 
 
-def _versions() -> dict[str, str]:
-    found = {}
-    for name in _ENGINES:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return found
-
-
 @functools.lru_cache(maxsize=1)
 def _hardware() -> tuple[tuple[str, Any], ...]:
     """The hardware part of the record, read once per process (cpuinfo, nvidia-smi)."""
@@ -80,7 +71,7 @@ def machine_record() -> dict[str, Any]:
     """CPU model, cores, inference-relevant ISA flags, memory, GPUs, OS, Python and engine versions."""
     record = {"hostname": platform.node(), **dict(_hardware()), "memory_bytes": _memory_bytes(),
               "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
-              "versions": _versions()}
+              "versions": installed_versions(_ENGINES)}
     record["fingerprint"] = machine_fingerprint(record)
     return record
 

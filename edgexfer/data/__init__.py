@@ -11,7 +11,12 @@ Importing this package loads numpy and PIL only; TensorFlow is imported when a p
 """
 from __future__ import annotations
 
-from edgexfer.data.builtin import BUILTIN_PREFIX, builtin_spec, list_builtin, load_builtin
+from edgexfer.data.builtin import (
+    BUILTIN_PREFIX,
+    builtin_spec,
+    list_builtin,
+    load_builtin,
+)
 from edgexfer.data.dataset import Dataset, load_split, open_dataset
 from edgexfer.data.folder_writer import write_image_folder
 from edgexfer.data.images import IMAGE_EXTENSIONS, decode_file, resize_rgb, to_rgb

@@ -14,9 +14,20 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgexfer.data import builtin as _builtin
-from edgexfer.data.images import ImageDecodeError, decode_file, normalize_size, resize_rgb
+from edgexfer.data.images import (
+    ImageDecodeError,
+    decode_file,
+    normalize_size,
+    resize_rgb,
+)
 from edgexfer.data.scan import FolderScan, scan_folder
-from edgexfer.data.splits import SPLITS, check_fractions, check_split, count_splits, stratified_split
+from edgexfer.data.splits import (
+    SPLITS,
+    check_fractions,
+    check_split,
+    count_splits,
+    stratified_split,
+)
 from edgexfer.errors import DataError, UserError
 
 log = logging.getLogger("edgexfer.data")

@@ -18,7 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgexfer.data.images import IMAGE_EXTENSIONS, ImageDecodeError, decode_bytes, read_bytes
+from edgexfer.data.images import (
+    IMAGE_EXTENSIONS,
+    ImageDecodeError,
+    decode_bytes,
+    read_bytes,
+)
 from edgexfer.errors import DataError, UserError
 
 log = logging.getLogger("edgexfer.data")

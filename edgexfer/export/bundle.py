@@ -7,7 +7,6 @@ existing bundle is only replaced with force=True (swapped out, then deleted afte
 from __future__ import annotations
 
 import datetime as _dt
-import importlib.metadata
 import json
 import os
 import shutil
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edgexfer import __version__
+from edgexfer._versions import installed_versions
 from edgexfer.errors import UserError
 from edgexfer.manifest import Artifact, InputSpec, Manifest, QuantParams, describe_files
 
@@ -123,20 +123,10 @@ def provenance(record: Any, run_dir: Path, settings: dict[str, Any]) -> dict[str
         "training_versions": dict(record.versions),
         "run_dir": str(run_dir),
         "run_created": record.created,
-        "versions": {"edgexfer": __version__, **_versions()},
+        "versions": {"edgexfer": __version__, **installed_versions(_VERSIONED)},
         "export": settings,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-def _versions() -> dict[str, str]:
-    found = {}
-    for name in _VERSIONED:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return found
 
 
 def write_reports(root: Path, parity: dict[str, Any], markdown: str) -> None:

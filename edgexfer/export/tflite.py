@@ -99,7 +99,9 @@ def _convert_denylisted(tf: Any, converter: Any, representative: Any, fraction: 
     The debugger's own get_nondebug_quantized_model() drops the integer I/O types, so the
     calibrated model it holds is quantized here with the same call plus the I/O dtypes.
     """
-    from tensorflow.lite.python import convert as tfl_convert  # the debugger's own quantizer
+    from tensorflow.lite.python import (
+        convert as tfl_convert,  # the debugger's own quantizer
+    )
 
     io_type = converter.inference_input_type
     try:

@@ -8,7 +8,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from edgexfer.train.backbones import BackboneSpec, build_backbone, get_backbone, list_backbones
+from edgexfer.train.backbones import (
+    BackboneSpec,
+    build_backbone,
+    get_backbone,
+    list_backbones,
+)
 from edgexfer.train.shipped import DEFAULT_BACKBONE, models_dir
 
 _LAZY = {

@@ -10,12 +10,12 @@ one input contract. This module imports Keras only inside the builders.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from edgexfer.errors import UserError
+from edgexfer.manifest import sha256_file
 
 #: Builder signature: (input_shape (H, W, 3), weights None | "imagenet" | local file path) -> keras.Model
 Builder = Callable[[tuple[int, int, int], "str | None"], Any]
@@ -82,14 +82,6 @@ def get_backbone(name: str) -> BackboneSpec:
     if name not in _REGISTRY:
         raise UserError(f"Unknown backbone '{name}'. Available backbones: {', '.join(list_backbones())}.")
     return _REGISTRY[name]
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_weights(spec: BackboneSpec, weights: str | None) -> tuple[str | None, str]:

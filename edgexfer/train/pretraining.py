@@ -16,8 +16,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgexfer.train.shipped import (ALPHA, BN_MOMENTUM, DEFAULT_BACKBONE, IMAGE_SIZE, SHIPPED_DIR, WEIGHTS_FILE,
-                                    mnv3s_architecture, models_dir)
+from edgexfer.train.shipped import (
+    ALPHA,
+    BN_MOMENTUM,
+    DEFAULT_BACKBONE,
+    IMAGE_SIZE,
+    SHIPPED_DIR,
+    WEIGHTS_FILE,
+    mnv3s_architecture,
+    models_dir,
+)
 
 SOURCE = "builtin:mnist_color"
 CARD_JSON, CARD_MD = "card.json", "card.md"
@@ -100,7 +108,7 @@ def _card(out_dir: Path, data: Any, epochs: int, seed: int, batch_size: int, lea
           seconds: float, accuracy: dict[str, float], history: dict[str, list[float]], backbone: Any
           ) -> dict[str, Any]:
     from edgexfer.bench.machine import machine_record
-    from edgexfer.train.backbones import sha256_file
+    from edgexfer.manifest import sha256_file
     from edgexfer.train.runinfo import package_versions
 
     weights = out_dir / WEIGHTS_FILE

@@ -6,11 +6,11 @@ filled in one place, and the shape of each field is easy to review.
 from __future__ import annotations
 
 import datetime as _dt
-import importlib.metadata
 import platform
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from edgexfer._versions import installed_versions
 from edgexfer.record import RunRecord
 
 CALLER_PREPROCESSING = "raw RGB, NHWC, float32 values 0..255 (uint8 cast by the runtime)"
@@ -34,13 +34,7 @@ class HyperParams:
 
 
 def package_versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return found
+    return {"python": platform.python_version(), **installed_versions(_PACKAGES)}
 
 
 def make_record(*, labels: list[str], image_size: tuple[int, int], backbone: dict[str, Any],

@@ -17,8 +17,13 @@ from typing import Any
 import numpy as np
 
 from edgexfer.train.checkpoints import Checkpointer, EpochCallback
-from edgexfer.train.model import Head, build_head_model, compile_model, freeze, unfreeze_top
-
+from edgexfer.train.model import (
+    Head,
+    build_head_model,
+    compile_model,
+    freeze,
+    unfreeze_top,
+)
 
 INFERENCE_BATCH = 256
 

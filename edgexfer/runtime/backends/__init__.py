@@ -67,9 +67,9 @@ def _find_spec(module: str) -> bool:
 
 
 # Built-in backends (light modules: engines are imported inside their methods).
+from edgexfer.runtime.backends import litert as _litert  # noqa: E402,F401
 from edgexfer.runtime.backends import ort as _ort  # noqa: E402,F401
 from edgexfer.runtime.backends import ov as _ov  # noqa: E402,F401
-from edgexfer.runtime.backends import litert as _litert  # noqa: E402,F401
 
 __all__ = ["Runner", "register", "get", "list_backends", "families", "backends_for", "is_available",
            "require_available"]
