@@ -34,7 +34,7 @@ setup-runtime: $(RT_STAMP)
 
 demo: setup
 	rm -rf $(DEMO)
-	$(EDGEXFER) train builtin:uci_digits --out $(DEMO)/run --epochs 15
+	$(EDGEXFER) train builtin:uci_digits --out $(DEMO)/run --epochs 15 --force
 	$(EDGEXFER) export $(DEMO)/run --out $(DEMO)/bundle
 	$(EDGEXFER) data export builtin:uci_digits $(DEMO)/images
 	$(EDGEXFER) predict $(DEMO)/bundle $(DEMO)/images/test/7 --top-k 2

@@ -38,8 +38,19 @@ class CellSpec:
         return f"{self.artifact}{variant}|{self.backend}|{self.device}|{self.mode}|b{self.batch_size}|t{self.threads}"
 
 
-def _peak_rss_mb() -> float:
-    """Peak resident memory of this process (ru_maxrss is KiB on Linux, bytes on macOS)."""
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process image.
+
+    Linux: VmHWM from /proc/self/status. Not ru_maxrss: it survives execve, so a cell would inherit the
+    high-water mark of the parent that forked it. Elsewhere ru_maxrss (KiB on Linux/BSD, bytes on macOS).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
@@ -106,7 +117,7 @@ def run_cell(spec: CellSpec) -> dict[str, Any]:
         "accuracy": _accuracy(model, x, y, spec.batch_size),
     }
     model.close()
-    result["peak_rss_mb"] = _peak_rss_mb()
+    result["peak_rss_mb"] = peak_rss_mb()
     return result
 
 

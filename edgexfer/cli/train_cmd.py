@@ -33,6 +33,7 @@ SPLITS = ["train", "val", "test", "all"]
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="auto", show_default=True)
 @click.option("--strict", is_flag=True, help="Fail on corrupt files instead of skipping them.")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --out.")
+@click.option("--force", is_flag=True, help="Replace a finished run already in --out.")
 @click.option("--val-fraction", type=float, default=0.15, show_default=True)
 @click.option("--test-fraction", type=float, default=0.15, show_default=True)
 @click.option("--quiet", is_flag=True, help="One line per epoch instead of progress bars.")

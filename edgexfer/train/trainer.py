@@ -39,12 +39,13 @@ def train(data: Any, out: str | Path, *, backbone: str = DEFAULT_BACKBONE, weigh
           learning_rate: float = 1e-3, dropout: float = 0.2, seed: int = 0, augment: bool = False,
           fine_tune_layers: int = 0, fine_tune_epochs: int = 0, fine_tune_lr: float = 1e-5, patience: int = 3,
           strategy: str = "auto", strict: bool = False, resume: bool = False, verbose: int = 1,
-          val_fraction: float = 0.15, test_fraction: float = 0.15, callbacks: list[Any] | None = None
-          ) -> TrainResult:
+          val_fraction: float = 0.15, test_fraction: float = 0.15, callbacks: list[Any] | None = None,
+          force: bool = False) -> TrainResult:
     """Transfer-learn a classifier on `data` (a folder, "builtin:NAME" or an edgexfer.data.Dataset).
 
     Ctrl-C saves a checkpoint and a run.json marked "interrupted", then re-raises KeyboardInterrupt;
-    `resume=True` continues from the last checkpoint. `callbacks` are extra Keras callbacks.
+    `resume=True` continues from the last checkpoint. `callbacks` are extra Keras callbacks. An existing
+    finished run in `out` is only replaced with `force=True`.
     """
     hp = HyperParams(epochs, batch_size, learning_rate, dropout, augment, fine_tune_layers, fine_tune_epochs,
                      fine_tune_lr, patience, seed)
@@ -53,6 +54,7 @@ def train(data: Any, out: str | Path, *, backbone: str = DEFAULT_BACKBONE, weigh
     resolve_weights(spec, weights)  # a missing weights file fails before any data is loaded
     size = normalize_size(image_size if image_size is not None else spec.default_size)
     validate_strategy(strategy)
+    _check_out(Path(out), resume, force)
     dataset = open_data(data, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, strict=strict)
     run = _Run(dataset, Path(out), backbone, weights, size, hp, strategy, verbose, callbacks or [])
     return run.execute(resume)
@@ -81,6 +83,14 @@ def _validate(hp: HyperParams) -> None:
     if bool(hp.fine_tune_layers) != bool(hp.fine_tune_epochs):
         raise UserError("Fine-tuning needs both --fine-tune-layers N and --fine-tune-epochs E (> 0). Received: "
                         f"layers={hp.fine_tune_layers}, epochs={hp.fine_tune_epochs}.")
+
+
+def _check_out(run_dir: Path, resume: bool, force: bool) -> None:
+    """Refuse to overwrite a finished run by accident (before any data is loaded)."""
+    if resume or force or not (run_dir / MODEL_FILE).exists():
+        return
+    raise UserError(f"Expected --out to be a new run directory. Received: {run_dir}, which already holds a trained "
+                    f"{MODEL_FILE}. Pass --force to replace it, --resume to continue it, or choose another --out.")
 
 
 class _Run:

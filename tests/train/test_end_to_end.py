@@ -82,3 +82,10 @@ def test_cli_bad_input_gives_one_line_error_and_non_zero_exit(tmp_path, args, ex
     assert result.exit_code == 2, result.output
     assert result.output.startswith("Error: ") and expected in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_cli_refuses_to_replace_a_finished_run_without_force(tmp_path):
+    (tmp_path / "model.keras").write_bytes(b"a finished run")
+    result = CliRunner().invoke(main, ["train", DATA, "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "--force" in result.output and "Traceback" not in result.output
+    assert (tmp_path / "model.keras").read_bytes() == b"a finished run"
