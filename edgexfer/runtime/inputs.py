@@ -7,6 +7,8 @@ resized: an array of the wrong height/width is an error (resize it yourself, or 
 """
 from __future__ import annotations
 
+import functools
+
 import math
 import os
 import sys
@@ -129,12 +131,28 @@ def _is_pil(x: Any) -> bool:
 
 # -- integer engines ---------------------------------------------------------------------------------------
 def quantize(batch: np.ndarray, q: QuantParams | None, dtype: np.dtype) -> np.ndarray:
-    """real -> integer with q = round(real / scale + zero_point), clipped to the dtype's range."""
+    """real -> integer with q = round(real / scale + zero_point), clipped to the dtype's range.
+
+    uint8 images (the common input) go through a 256-entry lookup table: the same values as the
+    arithmetic, in one gather instead of five array passes (it matters at batch 1 on small models).
+    """
     info = np.iinfo(dtype)
     if q is None:  # an integer input without quantization: the model takes raw 0..255 values
         return batch if batch.dtype == dtype else np.clip(np.rint(batch), info.min, info.max).astype(dtype)
+    if batch.dtype == np.uint8:
+        return _uint8_table(float(q.scale), int(q.zero_point), np.dtype(dtype).str)[batch]
     real = batch.astype(np.float32, copy=False)
     return np.clip(np.rint(real / np.float32(q.scale) + np.float32(q.zero_point)), info.min, info.max).astype(dtype)
+
+
+@functools.lru_cache(maxsize=32)
+def _uint8_table(scale: float, zero_point: int, dtype: str) -> np.ndarray:
+    """quantize() of every uint8 value, computed with the same float32 arithmetic."""
+    info = np.iinfo(dtype)
+    real = np.arange(256, dtype=np.float32)
+    table = np.clip(np.rint(real / np.float32(scale) + np.float32(zero_point)), info.min, info.max).astype(dtype)
+    table.setflags(write=False)
+    return table
 
 
 def dequantize(out: np.ndarray, q: QuantParams | None) -> np.ndarray:

@@ -95,3 +95,15 @@ def test_quantize_round_trip():
     qx = quantize(x, q, np.dtype(np.int8))
     assert qx.dtype == np.int8 and qx.tolist() == [-10, -8, 127, 127]
     np.testing.assert_allclose(dequantize(qx[:2], q), [0.0, 1.0])
+
+
+@pytest.mark.parametrize("scale, zero_point, dtype", [(1.0, -128, np.int8), (0.9, -100, np.int8),
+                                                       (1.0039, 0, np.uint8), (0.003, 3, np.int16)])
+def test_uint8_fast_quantize_equals_the_arithmetic(scale, zero_point, dtype):
+    from edgexfer.manifest import QuantParams
+    from edgexfer.runtime.inputs import quantize
+
+    images = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    q = QuantParams("x", scale, zero_point)
+    fast, slow = quantize(images, q, dtype), quantize(images.astype(np.float32), q, dtype)
+    assert fast.dtype == slow.dtype == dtype and np.array_equal(fast, slow)
