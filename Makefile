@@ -55,3 +55,10 @@ benchmarks: setup
 
 clean:
 	rm -rf $(VENV) $(RT_VENV) $(DEMO) .cache .pytest_cache
+
+# ARM64 without hardware: the runtime on the demo bundle's tflite, tflite-int8 and onnx artifacts inside an
+# emulated aarch64 Debian (debootstrap + qemu-user-static, cached in /var/cache/edgexfer-arm64), checked
+# against x86; writes benchmarks/results/arm64_check.json. Needs root and `make demo`; not part of `make test`.
+.PHONY: arm64-check
+arm64-check: setup
+	PY=$(CURDIR)/$(PY) deploy/arm64/check.sh

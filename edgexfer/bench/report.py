@@ -102,9 +102,9 @@ def plot(results: dict[str, Any], out_dir: Path) -> list[Path]:
         label = f"{cell.get('_hardware_short', '')}{COLUMNS[0][1](cell)} / {cell['backend']} / {cell['mode']}"
         series.setdefault(label, []).append((cell["batch_size"], cell["latency"]["p50_ms"]))
     fig, ax = plt.subplots(figsize=(9, 5))
-    for label, points in sorted(series.items()):
-        xs, ys = zip(*sorted(points))
-        ax.plot(xs, ys, marker="o", label=label)
+    for i, (label, points) in enumerate(sorted(series.items())):
+        xs, ys = zip(*sorted(points))  # the colour cycle has 10 entries: change the line style after it
+        ax.plot(xs, ys, marker="os^D"[i // 10 % 4], linestyle=("-", "--", ":", "-.")[i // 10 % 4], label=label)
     ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="p50 latency (ms)", title="Latency by batch size")
     ax.legend(fontsize=7)
     fig.tight_layout()
