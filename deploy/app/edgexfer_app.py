@@ -1,0 +1,352 @@
+"""edgexfer-app: a small device application that classifies images with `edgexfer.runtime`.
+
+    python deploy/app/edgexfer_app.py BUNDLE --watch /data/incoming --move-to /data/done --out results.jsonl
+    find photos -name '*.jpg' | python deploy/app/edgexfer_app.py BUNDLE --stdin --batch-size 8
+    python deploy/app/edgexfer_app.py BUNDLE --camera 0 --camera-interval 1.0     # when OpenCV is installed
+
+Sources (any together): a folder polled for new image files (stdlib only, no inotify, so it works on any
+filesystem and board), image paths on stdin (one a line), and an OpenCV camera when `cv2` is importable.
+Whatever is waiting when the model becomes free is classified as one batch (up to --batch-size).
+
+Output: one JSON line per image, written and flushed as soon as its batch is done:
+    {"path", "label", "score", "top_k": [{"label", "score"}], "latency_ms", "infer_ms", "batch_size",
+     "backend", "device", "format", "time"}
+or, for an image that cannot be read, {"path", "error", ...}: a bad file never stops the app.
+
+SIGTERM / SIGINT: the batch already started is finished and written, then the app exits 0. A watched file
+is classified once: it is remembered (in memory, and in --state FILE across restarts) and, with --move-to
+DIR, moved out of the folder after its result is written (unreadable files go to DIR/failed).
+
+Uses only `edgexfer.runtime`, numpy, PIL and the standard library: it runs with `pip install
+'edgexfer[cpu]'` (or `[gpu]`) and never imports TensorFlow.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import shutil
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, TextIO
+
+import numpy as np
+
+from edgexfer.errors import EdgexferError
+from edgexfer.runtime import load
+from edgexfer.runtime.inputs import IMAGE_SUFFIXES, load_image
+
+DONE = object()  # a source puts this on the queue when it will put nothing more
+_TEST_DELAY_ENV = "EDGEXFER_APP_BATCH_DELAY"  # test hook: seconds to hold a started batch (signal tests)
+
+
+@dataclass
+class Item:
+    """One image to classify: a file path, or a camera frame already decoded (RGB uint8 HWC)."""
+
+    path: str
+    source: str  # "watch" | "stdin" | "camera"
+    frame: np.ndarray | None = None
+    key: tuple | None = field(default=None, repr=False)  # watched files: (path, mtime_ns, size)
+
+
+# -- command line ------------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="edgexfer-app", description=__doc__.split("\n\n")[0])
+    p.add_argument("bundle", help="bundle folder or .zip, or one .onnx/.tflite/.xml file")
+    p.add_argument("--watch", metavar="DIR", help="poll DIR for new image files")
+    p.add_argument("--stdin", action="store_true", help="read image paths from stdin, one a line")
+    p.add_argument("--camera", metavar="INDEX", type=int, help="OpenCV camera index (needs cv2)")
+    p.add_argument("--camera-interval", type=float, default=1.0, metavar="S", help="seconds between frames")
+    p.add_argument("--out", metavar="FILE", help="append JSON lines to FILE (default: stdout)")
+    p.add_argument("--batch-size", type=int, default=8, help="most images classified in one call")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--format", dest="artifact", help="artifact (onnx, tflite, tflite-int8, openvino, ...)")
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, help="engine threads (default: the engine's choice)")
+    p.add_argument("--poll-interval", type=float, default=0.5, metavar="S", help="seconds between scans")
+    p.add_argument("--move-to", metavar="DIR", help="move watched files here once their result is written")
+    p.add_argument("--state", metavar="FILE", help="remember classified watched files across restarts")
+    p.add_argument("--once", action="store_true", help="classify what is in --watch now, then exit")
+    args = p.parse_args(argv)
+    if not (args.watch or args.stdin or args.camera is not None):
+        p.error("give at least one source: --watch DIR, --stdin or --camera INDEX")
+    if args.batch_size < 1 or args.top_k < 1 or args.poll_interval <= 0:
+        p.error("--batch-size and --top-k must be >= 1 and --poll-interval > 0")
+    return args
+
+
+# -- sources (each runs in its own daemon thread and feeds one queue) ----------------------------------
+class Watcher:
+    """Polls a folder; a file is queued once its size and mtime stay the same for one poll.
+
+    Why the stability check: a file still being copied into the folder would otherwise be read half-written.
+    `--once` skips it (the files are assumed complete) and scans a single time.
+    """
+
+    def __init__(self, folder: Path, interval: float, remembered: set[tuple], once: bool) -> None:
+        self.folder, self.interval, self.once = folder, interval, once
+        self.queued: set[tuple] = set(remembered)
+        self._last: dict[str, tuple] = {}
+
+    def run(self, out: queue.Queue, stop: threading.Event) -> None:
+        while not stop.is_set():
+            for item in self.scan(stable_only=not self.once):
+                out.put(item)
+            if self.once:
+                break
+            stop.wait(self.interval)
+        out.put(DONE)
+
+    def scan(self, stable_only: bool) -> list[Item]:
+        """New image files, oldest first (the order a camera or uploader wrote them)."""
+        current = dict(self._stat_all())
+        ready = [(key, p) for p, key in current.items() if key not in self.queued
+                 and (not stable_only or self._last.get(p) == key)]
+        self._last = current
+        ready.sort(key=lambda kp: (kp[0][1], kp[1]))
+        self.queued.update(key for key, _ in ready)
+        return [Item(p, "watch", key=key) for key, p in ready]
+
+    def _stat_all(self) -> Iterable[tuple[str, tuple]]:
+        try:
+            entries = list(os.scandir(self.folder))
+        except OSError as exc:  # the folder may be an unmounted card: keep polling, say so once per poll
+            print(f"edgexfer-app: cannot scan {self.folder}: {exc}", file=sys.stderr)
+            return
+        for e in entries:
+            if e.name.startswith(".") or not e.name.lower().endswith(IMAGE_SUFFIXES):
+                continue
+            try:
+                if e.is_file():
+                    st = e.stat()
+                    yield e.path, (e.path, st.st_mtime_ns, st.st_size)
+            except OSError:  # removed between scandir and stat
+                continue
+
+
+def read_stdin(stream: TextIO, out: queue.Queue, stop: threading.Event) -> None:
+    """Every non-empty line is a path; explicit requests are never deduplicated."""
+    for line in stream:
+        if stop.is_set():
+            break
+        path = line.strip()
+        if path:
+            out.put(Item(path, "stdin"))
+    out.put(DONE)
+
+
+def read_camera(index: int, interval: float, out: queue.Queue, stop: threading.Event) -> None:
+    """Frames from an OpenCV camera; only used when cv2 is importable (not on every device)."""
+    import cv2  # noqa: PLC0415  (optional, guarded by camera_available())
+
+    cap = cv2.VideoCapture(index)
+    try:
+        n = 0
+        while not stop.is_set() and cap.isOpened():
+            ok, frame = cap.read()
+            if ok:
+                out.put(Item(f"camera:{index}#{n}", "camera", frame=cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)))
+                n += 1
+            stop.wait(interval)
+    finally:
+        cap.release()
+        out.put(DONE)
+
+
+def camera_available() -> bool:
+    try:
+        import cv2  # noqa: F401, PLC0415
+    except ImportError:
+        return False
+    return True
+
+
+# -- batching and classification ---------------------------------------------------------------------------
+def next_batch(items: queue.Queue, size: int, stop: threading.Event, sources: list[int]) -> list[Item]:
+    """Wait for one item, then take whatever else is already waiting, up to `size`.
+
+    Why no waiting to fill a batch: on a device latency matters more than throughput; a batch forms by
+    itself when images arrive faster than the model runs. `sources` counts sources still running.
+    """
+    batch: list[Item] = []
+    while not batch and not stop.is_set() and (sources[0] > 0 or not items.empty()):
+        try:
+            got = items.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        _take(got, batch, sources)
+    while batch and len(batch) < size:
+        try:
+            _take(items.get_nowait(), batch, sources)
+        except queue.Empty:
+            break
+    return batch
+
+
+def _take(got: Any, batch: list[Item], sources: list[int]) -> None:
+    if got is DONE:
+        sources[0] -= 1
+    else:
+        batch.append(got)
+
+
+def classify_batch(model: Any, batch: list[Item], top_k: int) -> list[dict[str, Any]]:
+    """One record per item, in order. Unreadable images get an error record; the rest run as one call."""
+    start = time.perf_counter()
+    images, errors = _decode(model, batch)
+    good = [i for i in range(len(batch)) if i not in errors]
+    tops: list = []
+    infer_ms = 0.0
+    if good:
+        t = time.perf_counter()
+        tops = model.classify(np.stack([images[i] for i in good]), top_k=min(top_k, len(model.labels)))
+        infer_ms = (time.perf_counter() - t) * 1e3
+    _test_delay()
+    common = {"latency_ms": round((time.perf_counter() - start) * 1e3, 3), "infer_ms": round(infer_ms, 3),
+              "batch_size": len(batch), "backend": model.backend, "device": model.device,
+              "format": model.format, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    by_index = dict(zip(good, tops))
+    return [_record(item, by_index.get(i), errors.get(i), common) for i, item in enumerate(batch)]
+
+
+def _decode(model: Any, batch: list[Item]) -> tuple[dict[int, np.ndarray], dict[int, str]]:
+    images, errors = {}, {}
+    for i, item in enumerate(batch):
+        try:
+            src = item.frame if item.frame is not None else item.path
+            images[i] = _resize_frame(src, model) if item.frame is not None else load_image(src, model.input_spec)
+        except EdgexferError as exc:
+            errors[i] = str(exc)
+        except Exception as exc:  # noqa: BLE001  (e.g. PIL's DecompressionBombError): report, keep running
+            errors[i] = f"{type(exc).__name__}: {exc}"
+    return images, errors
+
+
+def _resize_frame(frame: np.ndarray, model: Any) -> np.ndarray:
+    from PIL import Image  # noqa: PLC0415
+
+    return load_image(Image.fromarray(frame), model.input_spec)
+
+
+def _record(item: Item, top: list | None, error: str | None, common: dict[str, Any]) -> dict[str, Any]:
+    if error is not None:
+        return {"path": item.path, "error": error, **common}
+    return {"path": item.path, "label": top[0][0], "score": top[0][1],
+            "top_k": [{"label": lab, "score": s} for lab, s in top], **common}
+
+
+def _test_delay() -> None:
+    """Hold a started batch for a while, so tests can signal the app while a batch is in flight."""
+    delay = float(os.environ.get(_TEST_DELAY_ENV, "0") or 0)
+    if delay > 0:
+        time.sleep(delay)
+
+
+# -- after a result is written ----------------------------------------------------------------------------
+class Done:
+    """Makes sure a watched file is not classified again: --state FILE remembers it, --move-to moves it."""
+
+    def __init__(self, state: str | None, move_to: str | None) -> None:
+        self.state = Path(state) if state else None
+        self.move_to = Path(move_to) if move_to else None
+
+    def remembered(self) -> set[tuple]:
+        if self.state is None or not self.state.is_file():
+            return set()
+        rows = (json.loads(line) for line in self.state.read_text().splitlines() if line.strip())
+        return {tuple(r) for r in rows}
+
+    def mark(self, item: Item, failed: bool) -> None:
+        if item.source != "watch":
+            return
+        if self.state is not None:
+            with self.state.open("a") as f:
+                f.write(json.dumps(list(item.key)) + "\n")
+        if self.move_to is not None:
+            self._move(Path(item.path), self.move_to / "failed" if failed else self.move_to)
+
+    @staticmethod
+    def _move(path: Path, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / path.name
+        n = 1
+        while target.exists():  # never overwrite an earlier image with the same name
+            target = folder / f"{path.stem}.{n}{path.suffix}"
+            n += 1
+        try:
+            shutil.move(str(path), str(target))
+        except OSError as exc:
+            print(f"edgexfer-app: could not move {path} to {folder}: {exc}", file=sys.stderr)
+
+
+# -- main loop ---------------------------------------------------------------------------------------------
+def install_signal_handlers(stop: threading.Event) -> None:
+    """SIGTERM (systemd, docker stop) and SIGINT only ask to stop: the batch in flight still completes."""
+    def handler(signum: int, _frame: Any) -> None:
+        print(f"edgexfer-app: {signal.Signals(signum).name}, finishing the current batch", file=sys.stderr)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def start_sources(args: argparse.Namespace, items: queue.Queue, stop: threading.Event, done: Done) -> int:
+    """Starts one daemon thread per source and returns how many there are."""
+    targets = []
+    if args.watch:
+        watcher = Watcher(Path(args.watch), args.poll_interval, done.remembered(), args.once)
+        targets.append((watcher.run, (items, stop)))
+    if args.stdin:
+        targets.append((read_stdin, (sys.stdin, items, stop)))
+    if args.camera is not None:
+        if camera_available():
+            targets.append((read_camera, (args.camera, args.camera_interval, items, stop)))
+        else:
+            print("edgexfer-app: --camera needs OpenCV (pip install opencv-python-headless); skipped",
+                  file=sys.stderr)
+    for target, target_args in targets:
+        threading.Thread(target=target, args=target_args, daemon=True).start()
+    return len(targets)
+
+
+def run(args: argparse.Namespace, out: TextIO) -> int:
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    model = load(args.bundle, format=args.artifact, backend=args.backend, device=args.device,
+                 threads=args.threads)
+    print(f"edgexfer-app: ready {model.format} on {model.backend}/{model.device}", file=sys.stderr, flush=True)
+    done, items = Done(args.state, args.move_to), queue.Queue()
+    sources = [start_sources(args, items, stop, done)]
+    with model:
+        while True:
+            batch = next_batch(items, args.batch_size, stop, sources)
+            if not batch:
+                return 0
+            print(f"edgexfer-app: batch started n={len(batch)}", file=sys.stderr, flush=True)
+            for item, record in zip(batch, classify_batch(model, batch, args.top_k)):
+                out.write(json.dumps(record) + "\n")
+                out.flush()
+                done.mark(item, failed="error" in record)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.out:
+            with open(args.out, "a", buffering=1, encoding="utf-8") as out:
+                return run(args, out)
+        return run(args, sys.stdout)
+    except EdgexferError as exc:  # a bad bundle, backend or device: one line, the library's exit code
+        print(f"edgexfer-app: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
