@@ -18,7 +18,7 @@ README = HERE.parent / "README.md"
 
 
 def _machine(doc: dict[str, Any]) -> str:
-    m = doc["machine"]
+    m = doc.get("machine") or doc["host"]
     gpus = ", ".join(g["name"] for g in m.get("gpus", [])) or "no GPU"
     feats = ", ".join(m.get("cpu_features", [])) or "-"
     return f"_Measured {doc['created'][:10]} on {m['cpu']}, {m['cores']} cores ({feats}), {gpus}._"
@@ -111,7 +111,20 @@ def export(doc):
             f"{ref.get('accuracy', 0):.2f}%):\n\n" + parity)
 
 
+def arm64_check(doc):
+    rows = [[name, f"{r['max_abs_diff']:.2e}", f"{r['tolerance']:.2e}" + (" (1 step)" if r.get("max_diff_in_steps") else ""),
+             f"{r['top1_agreement_pct']:.1f}%", f"{r['accuracy_x86_pct']:.2f}% / {r['accuracy_arm64_pct']:.2f}%",
+             _ok(r["passed"])] for name, r in doc["results"].items()]
+    inside = doc.get("emulated", {})
+    where = ", ".join(f"{k} {v}" for k, v in inside.get("versions", {}).items()) if isinstance(inside, dict) else ""
+    return (f"{doc['images']} held-out images, aarch64 under qemu-user ({doc['what']})"
+            + (f"; inside: {where}" if where else "") + ".\n\n"
+            + _table(["artifact", "max abs diff vs x86", "allowed", "top-1 agreement", "accuracy x86 / arm64",
+                      "passed"], rows))
+
+
 RENDERERS: dict[str, tuple[Callable[[dict], str], str]] = {
+    "arm64_check": (arm64_check, "make arm64-check"),
     "formats": (formats, "benchmarks/bench_formats.py"),
     "train_cache": (train_cache, "benchmarks/bench_train_cache.py"),
     "export": (export, "benchmarks/bench_export.py"),
