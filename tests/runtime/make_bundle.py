@@ -4,11 +4,11 @@
 
 A tiny Keras classifier (32x32x3 float 0..255 -> Rescaling -> conv -> GAP -> Dense(3) softmax), briefly fitted
 on synthetic "which colour dominates" images so its outputs are not uniform, exported to every format the
-runtime reads. When `edgexfer.export.export` exists it is used (so the tests run against real export output);
-until then, or with EDGEXFER_MAKE_BUNDLE=manual, the conversions below write the same bundle layout.
+runtime reads with `edgexfer.export.export`, exactly as a user would (a run directory over a small image
+folder, then export).
 
-Every conversion runs in this process: call this script in a subprocess (the test fixture does), so the test
-process itself never imports TensorFlow.
+Call this script in a subprocess (the test fixture does), so the test process itself never imports
+TensorFlow.
 """
 from __future__ import annotations
 
@@ -49,95 +49,7 @@ def build_keras_model():
     return model
 
 
-# -- manual conversions (until edgexfer.export exists) -------------------------------------------
-def to_onnx(model, path: Path) -> None:
-    import tensorflow as tf
-    import tf2onnx
-
-    spec = (tf.TensorSpec((None, SIZE, SIZE, 3), tf.float32, name="image"),)
-    fn = tf.function(lambda x: model(x, training=False))
-    tf2onnx.convert.from_function(fn, input_signature=spec, opset=17, output_path=str(path))
-
-
-def to_tflite(model, path: Path, precision: str) -> None:
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if precision == "fp16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    elif precision == "int8":
-        calib, _ = sample_images(64, seed=1)
-
-        def representative():
-            for img in calib:
-                yield [img[None].astype(np.float32)]
-
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    path.write_bytes(converter.convert())
-
-
-def to_openvino(onnx_path: Path, xml_path: Path, fp16: bool) -> None:
-    import openvino as ov
-
-    ov.save_model(ov.convert_model(str(onnx_path)), str(xml_path), compress_to_fp16=fp16)
-
-
-def tflite_quant(path: Path):
-    from ai_edge_litert.interpreter import Interpreter
-
-    from edgexfer.manifest import QuantParams
-
-    interp = Interpreter(model_path=str(path))
-
-    def params(detail):
-        scale, zero = detail["quantization"]
-        return QuantParams(dtype=np.dtype(detail["dtype"]).name, scale=float(scale), zero_point=int(zero))
-
-    return params(interp.get_input_details()[0]), params(interp.get_output_details()[0])
-
-
-def build_manual(out: Path) -> Path:
-    from edgexfer.manifest import Artifact, InputSpec, Manifest, describe_files
-
-    out.mkdir(parents=True, exist_ok=True)
-    model = build_keras_model()
-    for sub in ("onnx", "tflite", "tflite-fp16", "tflite-int8", "openvino", "openvino-fp16"):
-        (out / sub).mkdir(exist_ok=True)
-    to_onnx(model, out / "onnx/model.onnx")
-    to_tflite(model, out / "tflite/model.tflite", "fp32")
-    to_tflite(model, out / "tflite-fp16/model.tflite", "fp16")
-    to_tflite(model, out / "tflite-int8/model.tflite", "int8")
-    to_openvino(out / "onnx/model.onnx", out / "openvino/model.xml", fp16=False)
-    to_openvino(out / "onnx/model.onnx", out / "openvino-fp16/model.xml", fp16=True)
-
-    table = [  # name, family, files, precision
-        ("onnx", "onnx", ["onnx/model.onnx"], "fp32"),
-        ("tflite", "tflite", ["tflite/model.tflite"], "fp32"),
-        ("tflite-fp16", "tflite", ["tflite-fp16/model.tflite"], "fp16"),
-        ("tflite-int8", "tflite", ["tflite-int8/model.tflite"], "int8"),
-        ("openvino", "openvino", ["openvino/model.xml", "openvino/model.bin"], "fp32"),
-        ("openvino-fp16", "openvino", ["openvino-fp16/model.xml", "openvino-fp16/model.bin"], "fp16"),
-    ]
-    manifest = Manifest(name="tiny-colours", labels=LABELS, input=InputSpec(SIZE, SIZE, 3),
-                        preprocessing={"in_graph": "Rescaling(1/255)", "caller": "raw RGB 0..255, NHWC"},
-                        provenance={"builder": "tests/runtime/make_bundle.py"})
-    for name, family, files, precision in table:
-        sums, size = describe_files(out, files)
-        art = Artifact(name=name, format=family, files=files, precision=precision, sha256=sums,
-                       size_bytes=size, status="passed")
-        if name == "tflite-int8":
-            art.input_quant, art.output_quant = tflite_quant(out / files[0])
-        manifest.artifacts[name] = art
-    manifest.save(out)
-    return out
-
-
-# -- through edgexfer.export (the lead switches to this once export exists) -----------------------
+# -- through edgexfer.export: the tests run against what users get ------------------------------
 def build_with_export(out: Path, export) -> Path:
     """Write a run directory (model.keras + run.json over a small image folder) and export it like a user."""
     from PIL import Image
@@ -163,28 +75,10 @@ def build_with_export(out: Path, export) -> Path:
 
 
 def build(out: str | Path) -> Path:
-    """EDGEXFER_MAKE_BUNDLE: "auto" (default: edgexfer.export when importable, else manual; an export
-    failure falls back to manual with a note on stderr), "export" (no fallback) or "manual"."""
-    out = Path(out)
-    mode = os.environ.get("EDGEXFER_MAKE_BUNDLE", "auto")
-    if mode != "manual":
-        try:
-            from edgexfer.export import export
-        except ImportError:
-            if mode == "export":
-                raise
-        else:
-            try:
-                return build_with_export(out, export)
-            except Exception as exc:  # noqa: BLE001 - auto mode: the runtime tests must not hinge on export
-                if mode == "export":
-                    raise
-                print(f"make_bundle: edgexfer.export failed ({type(exc).__name__}: {exc}); "
-                      "building the bundle manually", file=sys.stderr)
-                import shutil
+    """The test bundle, made by edgexfer.export (no second conversion path: an export bug fails here)."""
+    from edgexfer.export import export
 
-                shutil.rmtree(out, ignore_errors=True)
-    return build_manual(out)
+    return build_with_export(Path(out), export)
 
 
 if __name__ == "__main__":
