@@ -2,14 +2,16 @@
 
 For the demo model, a MobileNetV3Small@224 and a ResNet50@224 (random weights: speed only), in one run:
 sweep every passed artifact x backend x batch size with `--tune` (recording the fastest choice in the
-bundle), then measure what `load()` picks by itself at each batch size. Goal (benchmark issue): auto reaches
-at least 0.90x the best cell's throughput.
+bundle), then measure the best cell and what `load()` picks by itself at each batch size side by side
+(alternating fresh processes, median of 3 each). Goal (benchmark issue): auto reaches at least 0.90x the
+best cell's throughput.
 
     .venv/bin/python benchmarks/bench_auto.py [--quick]   # writes benchmarks/results/auto_vs_best.json
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 from dataclasses import replace
 
 from _common import demo_bundle, model_bundle, write_result
@@ -23,10 +25,26 @@ MODELS = {
 }
 
 
-def evaluate_model(label: str, bundle, config) -> list[dict]:
+def _side_by_side(specs: list, repeats: int) -> list[tuple[float, dict]]:
+    """Median throughput of each cell over `repeats` rounds, the cells alternating in fresh processes."""
+    from edgexfer.bench.sweep import run_one
+
+    runs: list[list[dict]] = [[] for _ in specs]
+    for _ in range(repeats):
+        for i, spec in enumerate(specs):
+            runs[i].append(run_one(spec))
+    out = []
+    for results in runs:
+        ok = [r["throughput_ips"] for r in results if r["status"] == "ok"]
+        out.append(((statistics.median(ok) if ok else 0.0), results[-1]))
+    return out
+
+
+def evaluate_model(label: str, bundle, config, repeats: int) -> list[dict]:
+    """Sweep with --tune, then measure the best cell and `load()`'s own choice side by side (alternating,
+    `repeats` fresh processes each): one sweep measurement per cell is too noisy to compare two cells."""
     from edgexfer.bench import api
     from edgexfer.bench.cell import CellSpec
-    from edgexfer.bench.sweep import run_one
 
     result = api.bench(bundle, config, out=bundle.parent / "bench", tune=True)
     rows = []
@@ -34,17 +52,24 @@ def evaluate_model(label: str, bundle, config) -> list[dict]:
         cells = [c for c in result.results["cells"] if c["status"] == "ok" and c["batch_size"] == batch
                  and not c.get("variant")]
         best = max(cells, key=lambda c: c["throughput_ips"])
-        auto = run_one(CellSpec(bundle=str(bundle), artifact="auto", backend="auto", device="cpu", batch_size=batch,
-                                threads=0, runs=config.runs, seconds=config.seconds, warmup=config.warmup))
-        ratio = auto["throughput_ips"] / best["throughput_ips"] if auto["status"] == "ok" else 0.0
-        rows.append({"model": label, "batch": batch, "best": {k: best[k] for k in ("artifact", "backend", "mode",
-                     "threads", "throughput_ips")}, "auto": {"artifact": auto.get("resolved", {}).get("artifact"),
-                     "backend": auto.get("resolved", {}).get("backend"), "throughput_ips": auto.get("throughput_ips"),
-                     "status": auto["status"], "error": auto.get("error")},
+        timing = dict(runs=config.runs, seconds=config.seconds, warmup=config.warmup)
+        best_spec = CellSpec(bundle=str(bundle), artifact=best["artifact"], backend=best["backend"], device="cpu",
+                             batch_size=batch, threads=best["threads"], mode=best["mode"],
+                             options=best.get("options") or {}, **timing)
+        auto_spec = CellSpec(bundle=str(bundle), artifact="auto", backend="auto", device="cpu", batch_size=batch,
+                             threads=0, **timing)
+        (best_ips, _), (auto_ips, auto) = _side_by_side([best_spec, auto_spec], repeats)
+        ratio = auto_ips / best_ips if best_ips else 0.0
+        resolved = auto.get("resolved", {})
+        rows.append({"model": label, "batch": batch, "repeats": repeats,
+                     "best": {k: best[k] for k in ("artifact", "backend", "mode", "threads")} | {
+                         "throughput_ips": best_ips, "sweep_throughput_ips": best["throughput_ips"]},
+                     "auto": {"artifact": resolved.get("artifact"), "backend": resolved.get("backend"),
+                              "throughput_ips": auto_ips, "status": auto["status"], "error": auto.get("error")},
                      "ratio": ratio, "goal_met": ratio >= GOAL})
-        print(f"{label:>24} b{batch:<3} best {best['artifact']}/{best['backend']}/{best['mode']} "
-              f"{best['throughput_ips']:.0f} img/s; auto {rows[-1]['auto']['artifact']}/{rows[-1]['auto']['backend']} "
-              f"{auto.get('throughput_ips', 0):.0f} img/s -> {ratio:.2f}x", flush=True)
+        print(f"{label:>24} b{batch:<3} best {best['artifact']}/{best['backend']}/{best['mode']} {best_ips:.0f} img/s; "
+              f"auto {resolved.get('artifact')}/{resolved.get('backend')} {auto_ips:.0f} img/s -> {ratio:.2f}x",
+              flush=True)
     return rows
 
 
@@ -58,7 +83,7 @@ def main() -> None:
                          seconds=1.0 if args.quick else 2.0, warmup=3)
     rows = []
     for label, make in list(MODELS.items())[: 1 if args.quick else None]:
-        rows += evaluate_model(label, make(), replace(config))
+        rows += evaluate_model(label, make(), replace(config), repeats=3)
     path = write_result("auto_vs_best", {"goal_ratio_min": GOAL, "rows": rows,
                                          "goal_met": all(r["goal_met"] for r in rows)})
     print(f"-> {path}")

@@ -140,7 +140,7 @@ def quantize(batch: np.ndarray, q: QuantParams | None, dtype: np.dtype) -> np.nd
     if q is None:  # an integer input without quantization: the model takes raw 0..255 values
         return batch if batch.dtype == dtype else np.clip(np.rint(batch), info.min, info.max).astype(dtype)
     if batch.dtype == np.uint8:
-        return _uint8_table(float(q.scale), int(q.zero_point), np.dtype(dtype).str)[batch]
+        return np.take(_uint8_table(float(q.scale), int(q.zero_point), np.dtype(dtype).str), batch)
     real = batch.astype(np.float32, copy=False)
     return np.clip(np.rint(real / np.float32(q.scale) + np.float32(q.zero_point)), info.min, info.max).astype(dtype)
 
