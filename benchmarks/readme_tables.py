@@ -62,9 +62,9 @@ def train_cache(doc):
 
 
 def overhead(doc):
-    rows = [[r["artifact"], r["backend"], r["batch"], f"{r['raw_ms']:.4f}", f"{r['runtime_ms']:.4f}",
-             f"{r['ratio']:.3f}", f"<= {r['goal']}: {_ok(r['goal_met'])}"] for r in doc["rows"]]
-    return _table(["artifact", "backend", "batch", "engine ms", "edgexfer ms", "ratio", "goal"], rows)
+    rows = [[r.get("model", "demo"), r["artifact"], r["backend"], r["batch"], f"{r['raw_ms']:.4f}",
+             f"{r['runtime_ms']:.4f}", f"{r['ratio']:.3f}", f"<= {r['goal']}: {_ok(r['goal_met'])}"] for r in doc["rows"]]
+    return _table(["model", "artifact", "backend", "batch", "engine ms", "edgexfer ms", "ratio", "goal"], rows)
 
 
 def cold_start(doc):
