@@ -74,3 +74,16 @@ def test_classify_top_k(model, images):
         assert row[0][0] == model.labels[int(p.argmax())]
         assert row[0][1] >= row[1][1]
         assert row[0][1] == pytest.approx(float(p.max()), abs=1e-6)
+
+
+def test_openvino_static_batch_compiles_match_the_dynamic_model_and_stay_bounded(bundle_dir, images):
+    from edgexfer.runtime import backends
+
+    if not backends.is_available("openvino"):
+        pytest.skip("openvino is not installed")
+    with load(bundle_dir, format="openvino", backend="openvino", options={"static_batches": 0}) as dynamic, \
+            load(bundle_dir, format="openvino", backend="openvino", options={"static_batches": 2}) as static:
+        for n in (1, 3, 7, 3):
+            np.testing.assert_allclose(static.predict(images[:n]), dynamic.predict(images[:n]), atol=1e-5)
+        assert list(static._runner._static) == [7, 3]  # the two most recent batch sizes
+        assert not dynamic._runner._static

@@ -14,12 +14,18 @@ split into one chunk per optimal request and run concurrently on a per-thread po
 (start_async/wait: AsyncInferQueue without its Python callback, which can deadlock at teardown), outputs
 copied before a request is reused. `options={"performance_hint": "latency" | "throughput"}` forces one path.
 
-Other options: `config` (dict passed to compile_model), `throughput_batch` (int).
+Static shapes: the CPU plugin runs a model compiled for a fixed batch size faster than the dynamic-batch one
+(1.35x on MobileNetV3Small@224 here), so the LATENCY path compiles, on first use of each batch size, a copy
+with that batch fixed (kept for the `static_batches` most recent sizes, default 4; 0 turns it off). The
+first call at a new batch size pays that compile; the dynamic compile serves the rest.
+
+Other options: `config` (dict passed to compile_model), `throughput_batch` (int), `static_batches` (int).
 """
 from __future__ import annotations
 
 import math
 import threading
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -55,6 +61,7 @@ class OpenVinoRunner(Runner):
         self._lock = threading.Lock()
         self._local = threading.local()
         self._throughput = None
+        self._static: OrderedDict[int, Any] = OrderedDict()
         self._latency = self._compile("LATENCY")
         self._describe()
 
@@ -91,15 +98,16 @@ class OpenVinoRunner(Runner):
         config.update(self.options.get("config", {}))
         return config
 
-    def _compile(self, hint: str) -> Any:
+    def _compile(self, hint: str, model: Any = None) -> Any:
+        model = self._model if model is None else model
         try:
-            return self._core.compile_model(self._model, self._ov_device, self._config(hint))
+            return self._core.compile_model(model, self._ov_device, self._config(hint))
         except Exception as exc:  # a device plugin that fails to start, or weights (.bin) that do not load
             if self._ov_device == "CPU":
                 raise self._corrupt(exc) from exc
             self.device = self._device_unavailable(f"OpenVINO could not compile for {self._ov_device}: {exc}")
             self._ov_device = "CPU"
-            return self._core.compile_model(self._model, "CPU", self._config(hint))
+            return self._core.compile_model(model, "CPU", self._config(hint))
 
     def _dynamic_batch(self, model: Any) -> Any:
         shape = model.inputs[0].get_partial_shape()
@@ -127,10 +135,41 @@ class OpenVinoRunner(Runner):
         large = len(batch) >= int(self.options.get("throughput_batch", 16))
         if hint == "throughput" or (hint is None and large):
             return self._infer_throughput(batch)
-        request = getattr(self._local, "request", None)
-        if request is None:
-            request = self._local.request = self._latency.create_infer_request()
-        return request.infer({0: batch}, share_inputs=True)[0]
+        compiled = self._static_model(len(batch)) or self._latency
+        requests = getattr(self._local, "requests_by_model", None)
+        if requests is None:
+            requests = self._local.requests_by_model = {}
+        request = requests.get(id(compiled))
+        if request is None or request[0] is not compiled:
+            live = {id(c) for c in self._static.values() if c is not None} | {id(self._latency)}
+            for key in [k for k in requests if k not in live]:  # requests of evicted compiles
+                del requests[key]
+            request = requests[id(compiled)] = (compiled, compiled.create_infer_request())
+        return request[1].infer({0: batch}, share_inputs=True)[0]
+
+    def _static_model(self, n: int) -> Any:
+        """The LATENCY compile with the batch fixed to n (cached), or None to use the dynamic one."""
+        limit = int(self.options.get("static_batches", 4))
+        if limit <= 0 or self.fixed_batch is not None:
+            return None
+        with self._lock:
+            compiled = self._static.get(n)
+            if compiled is None:
+                compiled = self._static[n] = self._compile_static(n)
+                while len(self._static) > limit:
+                    self._static.popitem(last=False)
+            self._static.move_to_end(n)
+            return compiled
+
+    def _compile_static(self, n: int) -> Any:
+        model = self._model.clone()
+        shape = model.inputs[0].get_partial_shape()
+        dims = [self._ov.Dimension(n)] + [shape[i] for i in range(1, shape.rank.get_length())]
+        try:
+            model.reshape({model.inputs[0]: self._ov.PartialShape(dims)})
+        except Exception:  # a graph that cannot take this batch statically: the dynamic compile serves it
+            return None
+        return self._compile("LATENCY", model)
 
     def _infer_throughput(self, batch: np.ndarray) -> np.ndarray:
         """Split the batch over this thread's pool of requests, run them concurrently, gather in order.
@@ -165,6 +204,7 @@ class OpenVinoRunner(Runner):
     def _close_impl(self) -> None:
         self._local = threading.local()
         self._latency = self._throughput = self._model = None
+        self._static = OrderedDict()
 
 
 def _tensor(port: Any) -> TensorInfo:
