@@ -87,3 +87,16 @@ def test_openvino_static_batch_compiles_match_the_dynamic_model_and_stay_bounded
             np.testing.assert_allclose(static.predict(images[:n]), dynamic.predict(images[:n]), atol=1e-5)
         assert list(static._runner._static) == [7, 3]  # the two most recent batch sizes
         assert not dynamic._runner._static
+
+
+def test_openvino_batch_that_cannot_be_static_is_compiled_once(bundle_dir, images, monkeypatch):
+    from edgexfer.runtime import backends
+
+    if not backends.is_available("openvino"):
+        pytest.skip("openvino is not installed")
+    with load(bundle_dir, format="openvino", backend="openvino") as model:
+        calls = []
+        monkeypatch.setattr(model._runner, "_compile_static", lambda n: calls.append(n))  # returns None
+        first = model.predict(images[:2])
+        np.testing.assert_allclose(model.predict(images[:2]), first, atol=1e-6)  # dynamic compile serves it
+        assert calls == [2]

@@ -153,13 +153,12 @@ class OpenVinoRunner(Runner):
         if limit <= 0 or self.fixed_batch is not None:
             return None
         with self._lock:
-            compiled = self._static.get(n)
-            if compiled is None:
-                compiled = self._static[n] = self._compile_static(n)
+            if n not in self._static:  # a cached None (cannot be static) must not recompile every call
+                self._static[n] = self._compile_static(n)
                 while len(self._static) > limit:
                     self._static.popitem(last=False)
             self._static.move_to_end(n)
-            return compiled
+            return self._static[n]
 
     def _compile_static(self, n: int) -> Any:
         model = self._model.clone()
