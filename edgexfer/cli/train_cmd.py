@@ -36,6 +36,14 @@ SPLITS = ["train", "val", "test", "all"]
 @click.option("--force", is_flag=True, help="Replace a finished run already in --out.")
 @click.option("--val-fraction", type=float, default=0.15, show_default=True)
 @click.option("--test-fraction", type=float, default=0.15, show_default=True)
+@click.option("--labels-per-class", type=int, default=None,
+              help="Few-shot: keep at most K labelled training images per class (seeded); the rest count as "
+                   "unlabelled images for --adapt-bn.")
+@click.option("--adapt-bn", is_flag=True,
+              help="AdaBN: re-estimate the backbone's BatchNorm statistics on unlabelled target images "
+                   "(the training images, labels unused, plus --unlabeled) before training the head.")
+@click.option("--unlabeled", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Folder of unlabelled target-domain images (any layout) for --adapt-bn.")
 @click.option("--quiet", is_flag=True, help="One line per epoch instead of progress bars.")
 def train(data: str, out: str, backbone: str | None, image_size: int | None, quiet: bool, **options) -> None:
     """Train a classifier on DATA (an image folder or builtin:NAME) into --out."""

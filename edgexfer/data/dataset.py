@@ -80,7 +80,7 @@ class Dataset:
     def __init__(self, *, source: str, layout: str, class_names: list[str], members: dict[str, list],
                  labels: dict[str, np.ndarray], loader: _FolderLoader | _BuiltinLoader, fingerprint: str,
                  skipped: list[dict[str, str]] | None = None, ignored: int = 0,
-                 info: dict[str, Any] | None = None) -> None:
+                 info: dict[str, Any] | None = None, unlabeled: list | None = None) -> None:
         self.source = source
         self.layout = layout
         self.class_names = list(class_names)
@@ -91,6 +91,7 @@ class Dataset:
         self._members = {s: list(members.get(s, [])) for s in SPLITS}
         self._labels = {s: np.asarray(labels.get(s, []), dtype=np.int64) for s in SPLITS}
         self._loader = loader
+        self._unlabeled = list(unlabeled or [])  # training members whose labels limit_labels() set aside
 
     @property
     def num_classes(self) -> int:
@@ -137,10 +138,39 @@ class Dataset:
         return make_tf_dataset(lambda i: self._loader.load(members[i], size), self._labels[split], size,
                                batch_size, shuffle=shuffle, augment=augment, seed=seed, repeat=repeat, cache=cache)
 
+    def limit_labels(self, per_class: int, seed: int | None = None) -> "Dataset":
+        """A copy that keeps at most `per_class` labelled training images per class (a seeded draw).
+
+        Why: few-shot training and label-efficiency experiments. The training images left out keep
+        no label but stay available as unlabelled target images (`unlabeled_arrays`, used by AdaBN).
+        Validation and test are unchanged.
+        """
+        if int(per_class) < 1:
+            raise UserError(f"Expected labels per class >= 1. Received: {per_class}.")
+        rng = np.random.default_rng(self.seed if seed is None else seed)
+        labels = self._labels["train"]
+        keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_class]
+                                       for c in range(self.num_classes)]))
+        dropped = np.setdiff1d(np.arange(len(labels)), keep)
+        members = dict(self._members)
+        members["train"] = [self._members["train"][i] for i in keep]
+        new_labels = {**self._labels, "train": labels[keep]}
+        return Dataset(source=self.source, layout=self.layout, class_names=self.class_names, members=members,
+                       labels=new_labels, loader=self._loader, fingerprint=self.fingerprint, skipped=self.skipped,
+                       ignored=self.ignored, info={**self.info, "labels_per_class": int(per_class)},
+                       unlabeled=self._unlabeled + [self._members["train"][i] for i in dropped])
+
+    def unlabeled_arrays(self, image_size: int | tuple[int, int]) -> np.ndarray:
+        """uint8 [N, H, W, 3] of the training images whose labels `limit_labels` set aside (often none)."""
+        size = normalize_size(image_size)
+        return _stack(self._loader.load_many(self._unlabeled, size), size, "unlabeled")
+
     def to_record(self) -> dict[str, Any]:
         """JSON-able description for RunRecord.data, including the split membership."""
         key = "indices" if self._loader.kind == "builtin" else "paths"
         splits = {s: {key: [_plain(m) for m in self._members[s]], "labels": self._labels[s].tolist()} for s in SPLITS}
+        if self._unlabeled:
+            splits["unlabeled"] = {key: [_plain(m) for m in self._unlabeled]}
         return {
             "schema": RECORD_SCHEMA, "source": self.source, "kind": self._loader.kind, "layout": self.layout,
             "class_names": self.class_names, "counts": self.counts(), "skipped": self.skipped,
@@ -154,13 +184,14 @@ class Dataset:
         loader = _record_loader(record, root)
         key = "indices" if loader.kind == "builtin" else "paths"
         splits = record["splits"]
-        keys = ("seed", "val_fraction", "test_fraction", "test_fixed", "builtin_version", "augment_flip")
+        keys = ("seed", "val_fraction", "test_fraction", "test_fixed", "builtin_version", "augment_flip",
+                "labels_per_class")
         info = {k: record[k] for k in keys if k in record}
         return cls(source=record["source"], layout=record["layout"], class_names=record["class_names"],
                    members={s: splits.get(s, {}).get(key, []) for s in SPLITS},
                    labels={s: splits.get(s, {}).get("labels", []) for s in SPLITS}, loader=loader,
                    fingerprint=record.get("fingerprint", ""), skipped=record.get("skipped", []),
-                   ignored=record.get("ignored", 0), info=info)
+                   ignored=record.get("ignored", 0), info=info, unlabeled=splits.get("unlabeled", {}).get(key, []))
 
 
 def _plain(member: Any) -> Any:

@@ -28,6 +28,14 @@ HISTORY_PLOT = "history.png"
 
 
 @dataclass
+class AdaptPlan:
+    """Whether and from what to run AdaBN before stage 1."""
+
+    enabled: bool = False
+    folder: Path | None = None
+
+
+@dataclass
 class TrainResult:
     run_dir: Path
     record: RunRecord
@@ -40,10 +48,15 @@ def train(data: Any, out: str | Path, *, backbone: str = DEFAULT_BACKBONE, weigh
           fine_tune_layers: int = 0, fine_tune_epochs: int = 0, fine_tune_lr: float = 1e-5, patience: int = 3,
           strategy: str = "auto", strict: bool = False, resume: bool = False, verbose: int = 1,
           val_fraction: float = 0.15, test_fraction: float = 0.15, callbacks: list[Any] | None = None,
-          force: bool = False) -> TrainResult:
+          force: bool = False, labels_per_class: int | None = None, adapt_bn: bool = False,
+          unlabeled: str | Path | None = None) -> TrainResult:
     """Transfer-learn a classifier on `data` (a folder, "builtin:NAME" or an edgexfer.data.Dataset).
 
-    Ctrl-C saves a checkpoint and a run.json marked "interrupted", then re-raises KeyboardInterrupt;
+    labels_per_class: keep at most this many labelled training images per class (few-shot); the
+    rest of the training split stays available as unlabelled images. adapt_bn: before stage 1,
+    re-estimate the backbone's BatchNorm statistics (AdaBN) on the unlabelled target images: the
+    training split (labels unused), the images set aside by labels_per_class, and every image under
+    `unlabeled`. Ctrl-C saves a checkpoint and a run.json marked "interrupted", then re-raises KeyboardInterrupt;
     `resume=True` continues from the last checkpoint. `callbacks` are extra Keras callbacks. An existing
     finished run in `out` is only replaced with `force=True`.
     """
@@ -55,8 +68,14 @@ def train(data: Any, out: str | Path, *, backbone: str = DEFAULT_BACKBONE, weigh
     size = normalize_size(image_size if image_size is not None else spec.default_size)
     validate_strategy(strategy)
     _check_out(Path(out), resume, force)
+    if unlabeled is not None and not adapt_bn:
+        raise UserError(f"Unlabelled images are only used by AdaBN. Received: unlabeled={unlabeled} without "
+                        "adapt_bn. Add --adapt-bn, or drop --unlabeled.")
     dataset = open_data(data, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, strict=strict)
+    if labels_per_class is not None:
+        dataset = dataset.limit_labels(labels_per_class, seed)
     run = _Run(dataset, Path(out), backbone, weights, size, hp, strategy, verbose, callbacks or [])
+    run.adapt = AdaptPlan(adapt_bn, None if unlabeled is None else Path(unlabeled))
     return run.execute(resume)
 
 
@@ -103,6 +122,8 @@ class _Run:
         self.labels = list(dataset.class_names)
         self.unfrozen: list[str] = []
         self.resumed = False
+        self.adapt = AdaptPlan()
+        self.adapt_record: dict[str, Any] | None = None
 
     def say(self, message: str) -> None:
         if self.verbose:
@@ -153,7 +174,7 @@ class _Run:
         return {"backbone": self.backbone_name, "weights": self.built.weights, "image_size": list(self.size),
                 "labels": self.labels, "data": str(getattr(self.dataset, "fingerprint", "")),
                 "dropout": self.hp.dropout, "augment": self.hp.augment, "seed": self.hp.seed,
-                "fine_tune_layers": self.hp.fine_tune_layers}
+                "fine_tune_layers": self.hp.fine_tune_layers, "adapt_bn": self.adapt.enabled}
 
     def _checkpointer(self, resume: bool) -> Any:
         from edgexfer.train.checkpoints import Checkpointer, State
@@ -175,6 +196,10 @@ class _Run:
         from edgexfer.train import stages
 
         state, fit, hp = self.ckpt.state, self._fit(), self.hp
+        if self.adapt.enabled and not self.resumed:
+            self._adapt_batchnorm()
+        elif self.adapt.enabled:  # the checkpoint holds the adapted statistics
+            self.adapt_record = {"method": "AdaBN", "restored_from_checkpoint": True}
         if state.stage == 1 and not state.stage_done:
             mode = "through the frozen backbone (augmentation on)" if hp.augment else "on cached backbone features"
             self.say(f"Stage 1: training the head {mode}, up to {hp.epochs} epochs.")
@@ -193,6 +218,31 @@ class _Run:
             self.unfrozen = stages.stage2(self.classifier, self.built.model, hp.fine_tune_layers, hp.fine_tune_epochs,
                                           hp.fine_tune_lr, fit, hp.augment, state.epoch)
             self.ckpt.finish_stage()
+
+    def _adapt_batchnorm(self) -> None:
+        """AdaBN on every unlabelled target image this run has (labels are never read)."""
+        import numpy as np
+
+        from edgexfer.train.adapt import adapt_batchnorm
+
+        parts = [self.dataset.arrays("train", self.size)[0]]
+        if hasattr(self.dataset, "unlabeled_arrays"):
+            parts.append(self.dataset.unlabeled_arrays(self.size))
+        sources = ["the training split (labels unused)"]
+        if len(parts) > 1 and len(parts[1]):
+            sources.append(f"{len(parts[1])} training images set aside by labels_per_class")
+        skipped = 0
+        if self.adapt.folder is not None:
+            from edgexfer.data.unlabeled import unlabeled_images
+
+            images, skipped = unlabeled_images(self.adapt.folder, self.size)
+            parts.append(images)
+            sources.append(f"{len(images)} images from {self.adapt.folder}")
+        images = np.concatenate(parts).astype(np.float32)
+        report = adapt_batchnorm(self.built.model, images, source="; ".join(sources))
+        self.adapt_record = {**report.record(), "skipped_unreadable": skipped}
+        self.say(f"AdaBN: BatchNorm statistics of {report.layers} layers re-estimated on {report.images} unlabelled "
+                 f"target images in {report.seconds:.1f} s (mean shift {report.mean_shift:.3f}).")
 
     def _float32_model(self) -> Any:
         """The model to save: float32 and free of distribution wrappers (rebuilt when needed)."""
@@ -225,7 +275,9 @@ class _Run:
         backbone = {**self.built.record(), "fine_tuned_layers": self.unfrozen}
         extra = {"status": status, "resumed": self.resumed, "train_seconds": round(seconds, 2),
                  "stage1_mode": "through_backbone" if self.hp.augment else "cached_features",
-                 "strategy_requested": self.strategy_name, "image_size": list(self.size)}
+                 "strategy_requested": self.strategy_name, "image_size": list(self.size),
+                 "labels_per_class": getattr(self.dataset, "info", {}).get("labels_per_class"),
+                 "adapt_bn": self.adapt_record if self.adapt.enabled else None}
         return make_record(labels=self.labels, image_size=self.size, backbone=backbone,
                            data_record=self.dataset.to_record(), hp=self.hp, plan=self.plan.record(),
                            state=self.ckpt.state, evaluation=evaluation, extra_training=extra)
