@@ -111,6 +111,31 @@ def export(doc):
             f"{ref.get('accuracy', 0):.2f}%):\n\n" + parity)
 
 
+TRANSFER_COLUMNS = ("frozen", "frozen+adabn", "stage2", "adabn+stage2", "scratch", "raw_pixels")
+
+
+def transfer(doc):
+    """Mean (std) test accuracy over seeds per target and k; best per row in bold; source-only rows below."""
+    rows = []
+    for domain in dict.fromkeys(r["domain"] for r in doc["rows"]):
+        for k in dict.fromkeys(r["k"] for r in doc["rows"] if r["domain"] == domain):
+            got = {r["method"]: r for r in doc["rows"] if (r["domain"], r["k"]) == (domain, k)}
+            if k == "none":
+                rows.append([domain, "0 (source only)", *[f"{100 * got[m]['mean']:.1f}" + (" (AdaBN)" if "adabn" in m
+                             else "") for m in got], *[""] * (len(TRANSFER_COLUMNS) - len(got))])
+                continue
+            best = max((got[m]["mean"] for m in TRANSFER_COLUMNS if m in got), default=None)
+            cells = []
+            for m in TRANSFER_COLUMNS:
+                if m not in got:
+                    cells.append("-")
+                    continue
+                text = f"{100 * got[m]['mean']:.1f} ± {100 * got[m]['std']:.1f}"
+                cells.append(f"**{text}**" if got[m]["mean"] == best else text)
+            rows.append([domain, k, *cells])
+    return _table(["target", "labels per class", *TRANSFER_COLUMNS], rows)
+
+
 def arm64_check(doc):
     rows = [[name, f"{r['max_abs_diff']:.2e}", f"{r['tolerance']:.2e}" + (" (1 step)" if r.get("max_diff_in_steps") else ""),
              f"{r['top1_agreement_pct']:.1f}%", f"{r['accuracy_x86_pct']:.2f}% / {r['accuracy_arm64_pct']:.2f}%",
@@ -126,6 +151,7 @@ def arm64_check(doc):
 RENDERERS: dict[str, tuple[Callable[[dict], str], str]] = {
     "arm64_check": (arm64_check, "make arm64-check"),
     "formats": (formats, "benchmarks/bench_formats.py"),
+    "transfer": (transfer, "benchmarks/bench_transfer.py"),
     "train_cache": (train_cache, "benchmarks/bench_train_cache.py"),
     "export": (export, "benchmarks/bench_export.py"),
     "overhead": (overhead, "benchmarks/bench_overhead.py"),

@@ -68,7 +68,7 @@ def _convert_int8(tf: Any, converter: Any, job: dict[str, Any], details: dict[st
     """Full integer quantization with the variant options of a ladder rung (default: rung 0)."""
     opts = job["options"]
     n = int(opts.get("calibration_samples", 300)) * int(opts.get("calibration_factor", 1))
-    images = calibration_images(job, n)
+    images = pin_input_range(calibration_images(job, n))
     mode = opts.get("mode", "int8")
     io_type = "int16" if mode == "16x8" else opts.get("int8_io", "int8")
 
@@ -86,10 +86,27 @@ def _convert_int8(tf: Any, converter: Any, job: dict[str, Any], details: dict[st
         converter._experimental_disable_per_channel = True
     details.update({"rung": opts.get("rung", "default"), "calibration_images": len(images), "mode": mode,
                     "per_channel": bool(opts.get("per_channel", True)), "io_dtype": io_type,
+                    "input_range": [0, 255],
                     "supported_ops": [ops.name]})
     if opts.get("denylist_fraction"):
         return _convert_denylisted(tf, converter, representative, float(opts["denylist_fraction"]), details)
     return _run(converter)
+
+
+def pin_input_range(images: np.ndarray) -> np.ndarray:
+    """A copy whose value range is exactly the input contract's 0..255 (one pixel of image 0 each).
+
+    Why: the input tensor's quantization range comes from the calibration images. Their brightest
+    pixel is often below 255, and then a brighter pixel at inference is clipped. With the range
+    pinned to 0..255 the input scale is exactly 1 (zero point -128 for int8, 0 for uint8), so no
+    value is clipped and the runtime turns a uint8 image into the engine's input without arithmetic.
+    Two pixels out of a whole calibration set leave the inner layers' ranges as they were.
+    """
+    pinned = np.array(images, dtype=np.float32, copy=True)
+    pinned[0, 0, 0, 0], pinned[0, 0, 0, 1 % pinned.shape[-1]] = 0.0, 255.0
+    if pinned.shape[-1] == 1:
+        pinned[0, 0, 1 % pinned.shape[2], 0] = 255.0
+    return pinned
 
 
 def _convert_denylisted(tf: Any, converter: Any, representative: Any, fraction: float,

@@ -140,6 +140,11 @@ def quantize(batch: np.ndarray, q: QuantParams | None, dtype: np.dtype) -> np.nd
     if q is None:  # an integer input without quantization: the model takes raw 0..255 values
         return batch if batch.dtype == dtype else np.clip(np.rint(batch), info.min, info.max).astype(dtype)
     if batch.dtype == np.uint8:
+        if float(q.scale) == 1.0:  # the input range pinned to 0..255 at export: no arithmetic at all
+            if int(q.zero_point) == 0 and dtype == np.uint8:
+                return batch
+            if int(q.zero_point) == -128 and dtype == np.int8:
+                return np.bitwise_xor(batch, np.uint8(0x80)).view(np.int8)  # x - 128 in two's complement
         return np.take(_uint8_table(float(q.scale), int(q.zero_point), np.dtype(dtype).str), batch)
     real = batch.astype(np.float32, copy=False)
     return np.clip(np.rint(real / np.float32(q.scale) + np.float32(q.zero_point)), info.min, info.max).astype(dtype)

@@ -68,18 +68,21 @@ class Model:
 
     def _run(self, runner: Runner, chunk: np.ndarray) -> np.ndarray:
         n = len(chunk)
+        out = runner.infer(self._engine_input(chunk, runner.fixed_batch))
+        if out.dtype != np.float32 or self._out_quant is not None:
+            out = dequantize(out, self._out_quant)
+        return out.reshape(len(out), -1)[:n]
+
+    def _engine_input(self, chunk: np.ndarray, fixed: int | None = None) -> np.ndarray:
+        """The batch in the engine's dtype (quantized for integer inputs), zero-padded to a fixed batch size."""
         if self._integer_in:
             chunk = quantize(chunk, self._in_quant, self._in_dtype)
         elif chunk.dtype != self._in_dtype:
             chunk = chunk.astype(self._in_dtype)
-        fixed = runner.fixed_batch
-        if fixed is not None and n != fixed:
-            pad = np.zeros((fixed - n,) + chunk.shape[1:], chunk.dtype)
+        if fixed is not None and len(chunk) != fixed:
+            pad = np.zeros((fixed - len(chunk),) + chunk.shape[1:], chunk.dtype)
             chunk = np.concatenate([chunk, pad])
-        out = runner.infer(chunk)
-        if out.dtype != np.float32 or self._out_quant is not None:
-            out = dequantize(out, self._out_quant)
-        return out.reshape(len(out), -1)[:n]
+        return chunk
 
     def _step(self, batch_size: int | None) -> int:
         fixed = self._runner.fixed_batch

@@ -87,7 +87,9 @@ def test_int8_io(exported):
     artifact = exported.manifest.artifacts["tflite-int8"]
     assert _io_dtypes(exported.bundle / artifact.main_file) == (np.int8, np.int8)
     assert artifact.input_quant.dtype == "int8" and artifact.output_quant.dtype == "int8"
-    assert artifact.input_quant.scale > 0 and artifact.details["float_ops"] == []
+    assert artifact.details["float_ops"] == []
+    # the input range is pinned to the 0..255 contract: scale 1, so no bright pixel is ever clipped
+    assert (artifact.input_quant.scale, artifact.input_quant.zero_point) == (1.0, -128)
 
 
 def test_uint8_io_and_fallback_ladder(run_dir, tmp_path):

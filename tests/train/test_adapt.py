@@ -68,6 +68,10 @@ def test_train_with_adapt_bn_and_few_labels_records_both(tmp_path):
         record["data"]["splits"]["unlabeled"]["indices"])
     assert record["training"]["labels_per_class"] == 2
     assert all(c["train"] == 2 for c in record["data"]["counts"]["per_class"].values())
+    from edgexfer.export import export  # an adapted model exports like any other, parity included
+
+    result = export(run_dir, tmp_path / "bundle", formats=["tflite"], parity_samples=50)
+    assert result.ok and result.manifest.artifacts["tflite"].parity["passed"]
 
 
 def test_cli_unlabeled_without_adapt_bn_is_a_user_error(tmp_path):
