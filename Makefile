@@ -34,7 +34,7 @@ setup-runtime: $(RT_STAMP)
 
 demo: setup
 	rm -rf $(DEMO)
-	$(EDGEXFER) train builtin:uci_digits --out $(DEMO)/run --epochs 15 --force
+	$(EDGEXFER) train builtin:uci_digits --out $(DEMO)/run --epochs 15 --adapt-bn --force
 	$(EDGEXFER) export $(DEMO)/run --out $(DEMO)/bundle
 	$(EDGEXFER) data export builtin:uci_digits $(DEMO)/images
 	$(EDGEXFER) predict $(DEMO)/bundle $(DEMO)/images/test/7 --top-k 2
@@ -51,7 +51,15 @@ test: setup setup-runtime
 benchmarks: setup
 	cd benchmarks && for s in bench_train_cache bench_export bench_formats bench_overhead bench_cold_start \
 	    bench_keras_vs_runtime bench_auto; do ../$(PY) $$s.py || exit 1; done
+	$(MAKE) transfer-benchmark
 	$(PY) benchmarks/readme_tables.py
+
+# Transfer quality (k-shot grid, 3 seeds, both targets): one process per target domain, then merge.
+.PHONY: transfer-benchmark
+transfer-benchmark: setup
+	cd benchmarks && ( ../$(PY) bench_transfer.py --domains uci_digits --part transfer_uci_digits --threads 1 & \
+	    ../$(PY) bench_transfer.py --domains mnist_m --part transfer_mnist_m --threads 1; s=$$?; wait $$! && test $$s = 0 )
+	cd benchmarks && ../$(PY) bench_transfer.py --merge transfer_uci_digits transfer_mnist_m
 
 clean:
 	rm -rf $(VENV) $(RT_VENV) $(DEMO) .cache .pytest_cache

@@ -42,7 +42,8 @@ def demo_bundle(rebuild: bool = False) -> Path:
     """The demo model (shipped backbone, builtin:uci_digits) exported to every format, built once."""
     run_dir, bundle = WORK / "demo" / "run", WORK / "demo" / "bundle"
     if rebuild or not (run_dir / "model.keras").exists():
-        run([*EDGEXFER, "train", "builtin:uci_digits", "--out", run_dir, "--epochs", "15", "--quiet", "--force"])
+        run([*EDGEXFER, "train", "builtin:uci_digits", "--out", run_dir, "--epochs", "15", "--adapt-bn", "--quiet",
+             "--force"])
     if rebuild or not (bundle / "manifest.json").exists():
         run([*EDGEXFER, "export", run_dir, "--out", bundle, "--force"])
     return bundle

@@ -5,7 +5,7 @@ images per class, 3 seeds, one fixed test split (the builtin's), compare:
 
 - transfer from the shipped backbone through `edgexfer.train.train` (the SDK path a user runs):
   `frozen` (head on frozen features), `frozen+adabn` (AdaBN on the unlabelled training images first),
-  `stage2` and `adabn+stage2` (then fine-tune every backbone layer, BatchNorm frozen);
+  `adabn+stage2` (then fine-tune every backbone layer, BatchNorm frozen): each adds one step;
 - `scratch`: the same network from random weights, trained end to end (BatchNorm training) with the
   recipe that pretrains the shipped backbone;
 - `raw_pixels`: a logistic regression on standardised raw pixels;
@@ -17,8 +17,12 @@ leak labels), fixed training budgets, last weights. Budgets are in optimiser ste
 more epochs. Then the best mnist_m model (seed 0) is exported to full-int8 TFLite with parity and
 scored float vs int8 on the test split.
 
-    python benchmarks/bench_transfer.py            # full grid, ~30 min on 2 cores
+    python benchmarks/bench_transfer.py            # full grid in one process
     python benchmarks/bench_transfer.py --quick    # k=10 and all, one seed: a smoke run
+    # or one process per domain (one thread each), then merge (what `make benchmarks` runs):
+    python benchmarks/bench_transfer.py --domains uci_digits --part transfer_uci_digits --threads 1 &
+    python benchmarks/bench_transfer.py --domains mnist_m --part transfer_mnist_m --threads 1; wait
+    python benchmarks/bench_transfer.py --merge transfer_uci_digits transfer_mnist_m
 """
 from __future__ import annotations
 
@@ -37,17 +41,18 @@ from _common import WORK, write_result  # noqa: E402
 DOMAINS = ("uci_digits", "mnist_m")
 KS: tuple[int | None, ...] = (5, 10, 20, 50, None)  # None: all labelled training images
 SEEDS = (0, 1, 2)
-TRANSFER = ("frozen", "frozen+adabn", "stage2", "adabn+stage2")
+TRANSFER = ("frozen", "frozen+adabn", "adabn+stage2")
 METHODS = (*TRANSFER, "scratch", "raw_pixels")
 SOURCE_ONLY = ("source_only", "source_only+adabn")
 BATCH = 32
-HEAD_STEPS, STAGE2_STEPS, SCRATCH_STEPS = 400, 400, 800
+HEAD_STEPS, STAGE2_STEPS, SCRATCH_STEPS = 150, 250, 800
 HEAD_LR, STAGE2_LR, SCRATCH_LR = 3e-3, 1e-4, 3e-3
 GOALS = {"k10_margin_pts": 15.0, "all_labels_min": 0.60, "int8_max_drop_pts": 1.0}
 
 
-def epochs_for(n: int, steps: int, minimum: int) -> int:
-    return max(minimum, math.ceil(steps / max(1, math.ceil(n / BATCH))))
+def epochs_for(n: int, steps: int, minimum: int, maximum: int) -> int:
+    """Enough epochs for about `steps` optimiser steps, within [minimum, maximum] epochs."""
+    return min(maximum, max(minimum, math.ceil(steps / max(1, math.ceil(n / BATCH)))))
 
 
 def open_target(domain: str, seed: int, k: int | None) -> Any:
@@ -64,9 +69,9 @@ def sdk_transfer(method: str, data: Any, seed: int, out: Path) -> tuple[float, P
     n = int(data.counts()["train"])
     options: dict[str, Any] = {"adapt_bn": "adabn" in method}
     if method.endswith("stage2"):
-        options.update(fine_tune_layers=1000, fine_tune_epochs=epochs_for(n, STAGE2_STEPS, 10),
+        options.update(fine_tune_layers=1000, fine_tune_epochs=epochs_for(n, STAGE2_STEPS, 10, 40),
                        fine_tune_lr=STAGE2_LR)
-    result = train(data, out, epochs=epochs_for(n, HEAD_STEPS, 30), batch_size=BATCH, learning_rate=HEAD_LR,
+    result = train(data, out, epochs=epochs_for(n, HEAD_STEPS, 30, 60), batch_size=BATCH, learning_rate=HEAD_LR,
                    seed=seed, patience=0, verbose=0, force=True, **options)
     return float(result.record.metrics["test_accuracy"]), out
 
@@ -83,7 +88,9 @@ def scratch(data: Any, seed: int) -> float:
     backbone = mnv3s_architecture()
     inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3))
     model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(backbone(inputs)))
-    epochs = epochs_for(len(y), SCRATCH_STEPS, 30)
+    repeat = max(1, math.ceil(25 * BATCH / len(y)))  # >= 25 steps per Keras epoch: less per-epoch overhead
+    x, y = np.tile(x, (repeat, 1, 1, 1)), np.tile(y, repeat)
+    epochs = math.ceil(SCRATCH_STEPS / math.ceil(len(y) / BATCH))
     steps = epochs * math.ceil(len(y) / BATCH)
     model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(SCRATCH_LR, steps)),
                   loss="sparse_categorical_crossentropy")
@@ -200,16 +207,32 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="k=10 and all, seed 0 only (smoke run)")
     parser.add_argument("--domains", nargs="*", default=list(DOMAINS))
+    parser.add_argument("--part", default=None, help="write results/<part>.json with this part's cells only")
+    parser.add_argument("--merge", nargs="*", default=None, help="merge part files, add int8 check, card, goals")
+    parser.add_argument("--threads", type=int, default=None, help="TensorFlow intra-op threads (for parts)")
     args = parser.parse_args(argv)
+    if args.threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     ks = (10, None) if args.quick else KS
     seeds = (0,) if args.quick else SEEDS
     started = time.perf_counter()
-    cells = [run_cell(domain, seed, k, METHODS) for domain in args.domains for seed in seeds for k in ks]
-    source = [{"domain": d, "seed": s, "k": "none", "accuracy": {m: source_only(open_target(d, s, None), "adabn" in m)
-                                                                 for m in SOURCE_ONLY}}
-              for d in args.domains for s in seeds]
-    rows = summarize(cells) + [r for r in summarize([{**c, "train_images": 0} for c in source])]
-    best = best_transfer(rows, "mnist_m", "all") if "mnist_m" in args.domains else None
+    if args.merge is not None:
+        cells, seconds = _load_parts(args.merge)
+    else:
+        cells = [run_cell(domain, seed, k, METHODS) for domain in args.domains for seed in seeds for k in ks]
+        cells += [{"domain": d, "seed": s, "k": "none", "train_images": 0,
+                   "accuracy": {m: source_only(open_target(d, s, None), "adabn" in m) for m in SOURCE_ONLY}}
+                  for d in args.domains for s in seeds]
+        seconds = round(time.perf_counter() - started, 1)
+        if args.part:
+            write_result(args.part, {"cells": cells, "seconds": seconds})
+            return 0
+    rows = summarize(cells)
+    domains = sorted({c["domain"] for c in cells})
+    best = best_transfer(rows, "mnist_m", "all") if "mnist_m" in domains else None
     int8 = int8_check("mnist_m", best["method"]) if best else None
     payload = {"settings": {"ks": [k if k is not None else "all" for k in ks], "seeds": list(seeds),
                             "methods": list(METHODS), "source_only": list(SOURCE_ONLY), "batch": BATCH,
@@ -217,15 +240,25 @@ def main(argv: list[str] | None = None) -> int:
                             "head_lr": HEAD_LR, "stage2_lr": STAGE2_LR, "scratch_lr": SCRATCH_LR,
                             "protocol": "no validation split, fixed step budgets, last weights, fixed builtin test "
                                         "split", "quick": args.quick},
-               "backbone_card": _card_summary(), "rows": rows, "cells": cells + source, "int8": int8,
-               "goals": goals(rows, int8), "seconds": round(time.perf_counter() - started, 1)}
+               "backbone_card": _card_summary(), "rows": rows, "cells": cells, "int8": int8,
+               "goals": goals(rows, int8), "seconds": seconds}
     path = write_result("transfer_quick" if args.quick else "transfer", payload)
     print(f"wrote {path}")
-    if not args.quick and set(args.domains) == set(DOMAINS):
+    if not args.quick and set(domains) == set(DOMAINS):
         attach_to_card(rows, seeds)
     for name, goal in payload["goals"].items():
         print(name, goal)
     return 0
+
+
+def _load_parts(names: list[str]) -> tuple[list[dict[str, Any]], float]:
+    """Cells and summed compute seconds of part files written with --part (run in parallel processes)."""
+    import json
+
+    from _common import RESULTS
+
+    docs = [json.loads((RESULTS / f"{name}.json").read_text()) for name in names]
+    return [c for d in docs for c in d["cells"]], round(sum(d["seconds"] for d in docs), 1)
 
 
 def attach_to_card(rows: list[dict[str, Any]], seeds: tuple[int, ...]) -> None:

@@ -111,7 +111,7 @@ def export(doc):
             f"{ref.get('accuracy', 0):.2f}%):\n\n" + parity)
 
 
-TRANSFER_COLUMNS = ("frozen", "frozen+adabn", "stage2", "adabn+stage2", "scratch", "raw_pixels")
+TRANSFER_COLUMNS = ("frozen", "frozen+adabn", "adabn+stage2", "scratch", "raw_pixels")
 
 
 def transfer(doc):
@@ -133,7 +133,26 @@ def transfer(doc):
                 text = f"{100 * got[m]['mean']:.1f} ± {100 * got[m]['std']:.1f}"
                 cells.append(f"**{text}**" if got[m]["mean"] == best else text)
             rows.append([domain, k, *cells])
-    return _table(["target", "labels per class", *TRANSFER_COLUMNS], rows)
+    return _table(["target", "labels per class", *TRANSFER_COLUMNS], rows) + "\n\n" + _transfer_goals(doc["goals"])
+
+
+def _transfer_goals(goals: dict) -> str:
+    lines = []
+    if "mnist_m_k10" in goals:
+        g = goals["mnist_m_k10"]
+        lines.append(f"- mnist_m, 10 labels per class: best transfer ({g['best']}) {100 * g['accuracy']:.1f}%, "
+                     f"{g['margin_pts']:.1f} points above the better of scratch and raw pixels "
+                     f"(goal >= {g['goal_pts']:.0f}): {_ok(g['met'])}.")
+    if "mnist_m_all" in goals:
+        g = goals["mnist_m_all"]
+        lines.append(f"- mnist_m, all labels: best transfer ({g['best']}) {100 * g['accuracy']:.1f}% "
+                     f"(goal >= {100 * g['goal']:.0f}%): {_ok(g['met'])}.")
+    if "int8" in goals:
+        g = goals["int8"]
+        lines.append(f"- Full-int8 TFLite of that model (seed 0, exported with parity): float {100 * g['tflite']:.1f}%, "
+                     f"int8 {100 * g['tflite-int8']:.1f}%, drop {g['drop_pts']:.1f} points "
+                     f"(goal <= {g['goal_pts']:.0f}): {_ok(g['met'])}.")
+    return "\n".join(lines)
 
 
 def arm64_check(doc):
