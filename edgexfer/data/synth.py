@@ -235,16 +235,13 @@ def fractal_noise(rng: np.random.Generator, n: int, h: int, w: int, octaves: int
     persistence = rng.uniform(0.3, 0.7, size=(n, 1, 1, 1)).astype(np.float32)
     for octave in range(octaves):
         grid = min(2 ** (octave + 2), max(h, w))
-        total += _grey_field(rng, n, h, w, grid) * persistence ** octave
+        # first channel of a colour field: keeps the random draws of the shipped backbone's recipe
+        total += smooth_color_field(rng, n, h, w, grid)[..., :1] * persistence ** octave
     low, high = total.min(axis=(1, 2), keepdims=True), total.max(axis=(1, 2), keepdims=True)
     t = (total - low) / np.maximum(high - low, 1e-6)
     c0, c1 = (rng.uniform(size=(n, 1, 1, 3)).astype(np.float32) for _ in range(2))
     tint = smooth_color_field(rng, n, h, w, 2) - 0.5
     return np.clip(c0 + (c1 - c0) * t + 0.2 * tint, 0.0, 1.0)
-
-
-def _grey_field(rng: np.random.Generator, n: int, h: int, w: int, grid: int) -> np.ndarray:
-    return smooth_color_field(rng, n, h, w, grid)[..., :1]
 
 
 def _backgrounds(rng: np.random.Generator, n: int, h: int, w: int, texture_prob: float) -> np.ndarray:
@@ -276,11 +273,7 @@ def _random_lowres(images: np.ndarray, rng: np.random.Generator, prob: float) ->
     sizes = rng.integers(7, 17, size=len(chosen))
     for size in np.unique(sizes):
         sel = chosen[sizes == size]
-        down_r, down_c = _interp_matrix(int(size), h).astype(np.float32), _interp_matrix(int(size), w).astype(np.float32)
-        up_r, up_c = _interp_matrix(h, int(size)).astype(np.float32), _interp_matrix(w, int(size)).astype(np.float32)
-        x = images[sel].transpose(0, 3, 1, 2)
-        small = down_r @ x @ down_c.T
-        images[sel] = (up_r @ small @ up_c.T).transpose(0, 2, 3, 1)
+        images[sel] = resize_batch(resize_batch(images[sel], (int(size), int(size))), (h, w))
     return images
 
 

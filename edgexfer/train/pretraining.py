@@ -86,13 +86,18 @@ def load_source_head(path: Path) -> tuple[np.ndarray, np.ndarray]:
         return npz["kernel"], npz["bias"]
 
 
-def randomized_split(data: Any, split: str, rng: np.random.Generator, copies: int = 1,
+def grey_split(data: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The grey digits [N, H, W] and labels of a source split (loaded once, randomised many times)."""
+    grey, labels = data.arrays(split, None)
+    return grey[..., 0], labels
+
+
+def randomized_split(split: tuple[np.ndarray, np.ndarray], rng: np.random.Generator, copies: int = 1,
                      config: Any = None) -> tuple[np.ndarray, np.ndarray]:
-    """Randomised RGB images of a grey source split at the backbone's input size, float32 0..255, and labels."""
+    """Randomised RGB images of grey source digits at the backbone's input size, float32 0..255, and labels."""
     from edgexfer.data import synth
 
-    grey, labels = data.arrays(split, None)
-    grey = grey[..., 0]
+    grey, labels = split
     images = np.concatenate([synth.randomize_digits(grey, rng, config or synth.Randomization())
                              for _ in range(copies)])
     return synth.resize_batch(images, (IMAGE_SIZE, IMAGE_SIZE)), np.tile(labels, copies).astype(np.int32)
@@ -111,12 +116,13 @@ class _RandomizedEpochs:
             def __init__(self) -> None:
                 super().__init__()
                 self.epoch, self.pool = 0, ThreadPoolExecutor(1)
+                self.digits = grey_split(data, "train")
                 self.current = self._draw(0)
                 self.pending = self.pool.submit(self._draw, 1)
 
             def _draw(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
                 rng = np.random.default_rng([seed, epoch])
-                x, y = randomized_split(data, "train", rng, copies)
+                x, y = randomized_split(self.digits, rng, copies)
                 order = rng.permutation(len(y))
                 return x[order], y[order]
 
@@ -143,7 +149,7 @@ def _fit(model: Any, data: Any, epochs: int, batch_size: int, learning_rate: flo
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=epochs * len(train))
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"], jit_compile=False)
-    val = randomized_split(data, "val", np.random.default_rng(EVAL_SEED))
+    val = randomized_split(grey_split(data, "val"), np.random.default_rng(EVAL_SEED))
     fitted = model.fit(train, validation_data=val, epochs=epochs, batch_size=batch_size, verbose=verbose)
     return {k: [float(v) for v in values] for k, values in fitted.history.items()}
 
@@ -152,7 +158,7 @@ def _accuracy(model: Any, data: Any, batch_size: int) -> dict[str, float]:
     rng = np.random.default_rng(EVAL_SEED)
     result = {}
     for split in ("val", "test"):
-        x, y = randomized_split(data, split, rng)
+        x, y = randomized_split(grey_split(data, split), rng)
         probs = model.predict(x, batch_size=256, verbose=0)
         result[split] = float(np.mean(np.argmax(probs, axis=1) == y))
     return result
