@@ -62,9 +62,17 @@ def train_cache(doc):
 
 
 def overhead(doc):
+    def spread(r):
+        blocks = r.get("block_ratios")
+        return f" ({min(blocks):.2f}-{max(blocks):.2f})" if blocks else ""
+
     rows = [[r.get("model", "demo"), r["artifact"], r["backend"], r["batch"], f"{r['raw_ms']:.4f}",
-             f"{r['runtime_ms']:.4f}", f"{r['ratio']:.3f}", f"<= {r['goal']}: {_ok(r['goal_met'])}"] for r in doc["rows"]]
-    return _table(["model", "artifact", "backend", "batch", "engine ms", "edgexfer ms", "ratio", "goal"], rows)
+             f"{r['runtime_ms']:.4f}", f"{r['ratio']:.3f}{spread(r)}",
+             f"{r['aa_ratio']:.3f}" if "aa_ratio" in r else "",
+             f"{1e3 * r['wrapper_ms']:.1f}" if "wrapper_ms" in r else "",
+             f"<= {r['goal']}: {_ok(r['goal_met'])}"] for r in doc["rows"]]
+    return _table(["model", "artifact", "backend", "batch", "engine ms", "edgexfer ms", "ratio (blocks)",
+                   "A/A", "wrapper us", "goal"], rows)
 
 
 def cold_start(doc):

@@ -130,24 +130,36 @@ def _is_pil(x: Any) -> bool:
 
 
 # -- integer engines ---------------------------------------------------------------------------------------
-def quantize(batch: np.ndarray, q: QuantParams | None, dtype: np.dtype) -> np.ndarray:
+def quantize(batch: np.ndarray, q: QuantParams | None, dtype: np.dtype,
+             out: np.ndarray | None = None) -> np.ndarray:
     """real -> integer with q = round(real / scale + zero_point), clipped to the dtype's range.
 
     uint8 images (the common input) go through a 256-entry lookup table: the same values as the
     arithmetic, in one gather instead of five array passes (it matters at batch 1 on small models).
+    With `out` (the engine's own input memory) the result is written there, in the same single pass.
     """
     info = np.iinfo(dtype)
     if q is None:  # an integer input without quantization: the model takes raw 0..255 values
-        return batch if batch.dtype == dtype else np.clip(np.rint(batch), info.min, info.max).astype(dtype)
+        return put(batch if batch.dtype == dtype else np.clip(np.rint(batch), info.min, info.max).astype(dtype), out)
     if batch.dtype == np.uint8:
         if float(q.scale) == 1.0:  # the input range pinned to 0..255 at export: no arithmetic at all
             if int(q.zero_point) == 0 and dtype == np.uint8:
-                return batch
-            if int(q.zero_point) == -128 and dtype == np.int8:
-                return np.bitwise_xor(batch, np.uint8(0x80)).view(np.int8)  # x - 128 in two's complement
-        return np.take(_uint8_table(float(q.scale), int(q.zero_point), np.dtype(dtype).str), batch)
+                return put(batch, out)
+            if int(q.zero_point) == -128 and dtype == np.int8:  # x - 128 in two's complement
+                return np.bitwise_xor(batch.view(np.int8), np.int8(-128), out=out)
+        table = _uint8_table(float(q.scale), int(q.zero_point), np.dtype(dtype).str)
+        return np.take(table, batch, out=out, mode="clip")  # uint8 indices are in range; "clip" skips buffering
     real = batch.astype(np.float32, copy=False)
-    return np.clip(np.rint(real / np.float32(q.scale) + np.float32(q.zero_point)), info.min, info.max).astype(dtype)
+    return put(np.clip(np.rint(real / np.float32(q.scale) + np.float32(q.zero_point)), info.min, info.max)
+               .astype(dtype), out)
+
+
+def put(arr: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """`arr`, or `arr` copied (and cast) into `out` when one is given."""
+    if out is None:
+        return arr
+    out[...] = arr
+    return out
 
 
 @functools.lru_cache(maxsize=32)

@@ -108,3 +108,37 @@ def test_uint8_fast_quantize_equals_the_arithmetic(scale, zero_point, dtype):
     q = QuantParams("x", scale, zero_point)
     fast, slow = quantize(images, q, dtype), quantize(images.astype(np.float32), q, dtype)
     assert fast.dtype == slow.dtype == dtype and np.array_equal(fast, slow)
+
+
+@pytest.mark.parametrize("scale, zero_point, dtype, source", [
+    (1.0, -128, np.int8, np.uint8), (0.9, -100, np.int8, np.uint8), (1.0, 0, np.uint8, np.uint8),
+    (0.5, 3, np.int8, np.float32), (None, None, np.uint8, np.float32), (None, None, np.int8, np.uint8)])
+def test_quantize_into_out_equals_a_new_array(scale, zero_point, dtype, source):
+    """Writing into the engine's memory (`out=`) gives the same values as quantizing into a new array."""
+    images = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1).repeat(3, axis=-1).astype(source)
+    q = None if scale is None else QuantParams("x", scale, zero_point)
+    out = np.full(images.shape, 7, dtype)
+    result = quantize(images, q, dtype, out=out)
+    assert result is out and np.array_equal(out, quantize(images, q, dtype))
+
+
+def test_engine_input_pads_a_fixed_batch_and_fills_out(bundle_dir):
+    """A fixed engine batch is zero-padded; a given `out` is filled in place, its extra rows zeroed."""
+    m = load(bundle_dir, format="onnx")
+    x = np.full((2, *m.input_spec.shape), 200, np.uint8)
+    m._runner.fixed_batch = 4
+    padded = m._engine_input(x)
+    assert padded.shape[0] == 4 and (padded[:2] == 200).all() and (padded[2:] == 0).all()
+    out = np.full((3, *m.input_spec.shape), -1, m._in_dtype)
+    assert m._engine_input(x, out=out) is out and (out[:2] == 200).all() and (out[2:] == 0).all()
+    m.close()
+
+
+@pytest.mark.parametrize("dtype, scale, zero_point", [(np.int8, 0.00390625, -128), (np.uint8, 0.02, 7), (np.int8, 0.5, 3)])
+def test_dequantize_every_8bit_value(dtype, scale, zero_point):
+    """Every 8-bit value gives exactly (q - zero_point) * scale in float32."""
+    out = np.arange(256, dtype=np.uint8).view(dtype).reshape(2, 128)
+    q = QuantParams("x", scale, zero_point)
+    expected = (out.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
+    got = dequantize(out, q)
+    assert got.dtype == np.float32 and got.shape == out.shape and np.array_equal(got, expected)

@@ -100,3 +100,14 @@ def test_openvino_batch_that_cannot_be_static_is_compiled_once(bundle_dir, image
         first = model.predict(images[:2])
         np.testing.assert_allclose(model.predict(images[:2]), first, atol=1e-6)  # dynamic compile serves it
         assert calls == [2]
+
+
+@pytest.mark.parametrize("n", [1, 5])
+def test_conversion_into_engine_memory_matches_a_converted_copy(model, images, n):
+    """`Runner.run` (LiteRT converts straight into the interpreter's input tensor) gives exactly what the
+    plain path gives: convert into a new array, then `infer`."""
+    runner, batch = model._runner, np.ascontiguousarray(images[:n])
+    for x in (batch, batch.astype(np.float32)):
+        fused = runner.run(x, model._engine_input)
+        plain = runner.infer(model._engine_input(x))
+        assert fused.dtype == plain.dtype and np.array_equal(fused, plain)

@@ -1,8 +1,9 @@
 """The runner lifecycle every backend shares (modelled on Polygraphy's BaseRunner).
 
-Public methods (`activate`, `infer`, `close`) do the checks; backends implement `_activate_impl`,
-`_infer_impl` and `_close_impl`. A runner receives batches that `Model` has already validated and converted
-to the engine's input dtype ([n, H, W, C], C-contiguous); it returns the raw output array [n, ...]
+Public methods (`activate`, `infer`, `run`, `close`) do the checks; backends implement `_activate_impl`,
+`_infer_impl` and `_close_impl`. `infer` takes a batch already in the engine's input dtype ([n, H, W, C],
+C-contiguous); `run` takes the checked batch and the converter `Model` uses, so that a backend owning its input
+memory (LiteRT) can override `_run_converted` and convert into it. Both return the raw output array [n, ...]
 (still quantized for integer outputs: `Model` dequantizes). Runners must be safe to call from many threads.
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
@@ -91,6 +92,13 @@ class Runner:
             raise UserError(f"The {self.name} runner for {self.path.name} is closed; load the model again.")
         return self._infer_impl(batch)
 
+    def run(self, chunk: np.ndarray, convert: Callable[..., np.ndarray]) -> np.ndarray:
+        """Run a checked batch: `convert(chunk)` gives the engine's input; a backend that owns its input
+        memory overrides `_run_converted` to call `convert(chunk, out=memory)` and skip one copy."""
+        if not self.is_active:
+            raise UserError(f"The {self.name} runner for {self.path.name} is closed; load the model again.")
+        return self._run_converted(chunk, convert)
+
     def close(self) -> None:
         if self.is_active:
             self._close_impl()
@@ -108,6 +116,9 @@ class Runner:
 
     def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def _run_converted(self, chunk: np.ndarray, convert: Callable[..., np.ndarray]) -> np.ndarray:
+        return self._infer_impl(convert(chunk))
 
     def _close_impl(self) -> None:
         pass

@@ -4,7 +4,8 @@
   core.
 - Dynamic batch: `resize_tensor_input` + `allocate_tensors`, done once per batch size and kept (a few sizes).
 - An Interpreter is not thread-safe: each thread gets its own interpreters (threading.local). Outputs are
-  read with `get_tensor`, which returns a copy; `tensor()` views are never kept.
+  read with `get_tensor`, which returns a copy; inputs are converted straight into the `tensor()` view, which is
+  never kept past that statement (`invoke()` refuses to run while one is alive).
 
 Options: `max_cached_batch_sizes` (int, default 4): interpreters kept per thread, one per batch size.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -85,6 +86,17 @@ class LiteRTRunner(Runner):
     def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
         interp = self._interpreter_for(len(batch))
         interp.set_tensor(self._input_index, batch)
+        return self._invoke(interp)
+
+    def _run_converted(self, chunk: np.ndarray, convert: Callable[..., np.ndarray]) -> np.ndarray:
+        """Convert (quantize) the batch straight into the interpreter's input tensor: one pass instead of
+        a new array plus `set_tensor`'s copy. The `tensor()` view dies with the statement, as `invoke()`
+        requires."""
+        interp = self._interpreter_for(len(chunk))
+        convert(chunk, out=interp.tensor(self._input_index)())
+        return self._invoke(interp)
+
+    def _invoke(self, interp: Any) -> np.ndarray:
         interp.invoke()
         return interp.get_tensor(self._output_index)
 
