@@ -93,9 +93,10 @@ def keras_vs_runtime(doc):
 def auto_vs_best(doc):
     rows = [[r["model"], r["batch"], f"{r['best']['artifact']} / {r['best']['backend']} / {r['best']['mode']}",
              f"{r['best']['throughput_ips']:.0f}", f"{r['auto']['artifact']} / {r['auto']['backend']}",
-             f"{(r['auto']['throughput_ips'] or 0):.0f}", f"{r['ratio']:.2f}", _ok(r["goal_met"])] for r in doc["rows"]]
+             f"{(r['auto']['throughput_ips'] or 0):.0f}", f"{r['ratio']:.2f}",
+             "yes" if r.get("same_choice") else "no", _ok(r["goal_met"])] for r in doc["rows"]]
     return _table(["model", "batch", "best cell", "best img/s", "auto picked", "auto img/s", "ratio",
-                   f">= {doc['goal_ratio_min']}"], rows)
+                   "same artifact + backend", f">= {doc['goal_ratio_min']} or same"], rows)
 
 
 def export(doc):

@@ -49,6 +49,22 @@ def test_adapted_network_normalises_the_target_domain():
     assert np.abs(bn_out.std(axis=(0, 1, 2)) - 1.0).max() < 0.05
 
 
+def test_adapt_under_mixed_precision_keeps_float32_statistics():
+    """A GPU run builds the backbone under mixed_float16: BatchNorm statistics stay float32 and still match
+    the target moments (up to float16 activations)."""
+    keras.mixed_precision.set_dtype_policy("mixed_float16")
+    try:
+        net = _net()
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    images = np.random.default_rng(2).normal(80.0, 25.0, (40, 8, 8, 3)).astype(np.float32)
+    conv_out = np.asarray(keras.Model(net.input, net.get_layer("conv").output)(images)).astype(np.float32)
+    adapt_batchnorm(net, images, batch_size=16)
+    bn1 = net.get_layer("bn1")
+    assert bn1.moving_mean.dtype == "float32" and bn1.dtype_policy.name == "mixed_float16"
+    np.testing.assert_allclose(np.asarray(bn1.moving_mean), conv_out.mean(axis=(0, 1, 2)), rtol=2e-3, atol=2e-2)
+
+
 def test_adapt_refuses_too_few_images_and_models_without_batchnorm():
     with pytest.raises(UserError, match="at least 2"):
         adapt_batchnorm(_net(), np.zeros((1, 8, 8, 3), np.float32))

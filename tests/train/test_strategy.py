@@ -41,7 +41,7 @@ MIRRORED = textwrap.dedent("""
     from conftest import shape_images
     from edgexfer.train import train
     result = train(shape_images(), sys.argv[1], epochs=1, batch_size=16, strategy="mirrored",
-                   fine_tune_layers=2, fine_tune_epochs=1, verbose=0, patience=0)
+                   fine_tune_layers=2, fine_tune_epochs=1, verbose=0, patience=0, adapt_bn=True)
     import keras
     model = keras.models.load_model(sys.argv[1] + "/model.keras", compile=False)
     print(json.dumps({"training": result.record.training, "dtype": model.layers[-1].dtype_policy.name,
@@ -57,3 +57,5 @@ def test_mirrored_strategy_on_two_logical_cpu_devices(tmp_path):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["training"]["strategy"] == "mirrored" and out["training"]["replicas"] == 2
     assert out["dtype"] == "float32" and out["test_accuracy"] is not None
+    adapted = out["training"]["adapt_bn"]  # AdaBN on mirrored variables, outside the replica context
+    assert adapted["method"] == "AdaBN" and adapted["images"] > 0 and adapted["mean_shift"] > 0
