@@ -138,9 +138,11 @@ def quantize(batch: np.ndarray, q: QuantParams | None, dtype: np.dtype,
     arithmetic, in one gather instead of five array passes (it matters at batch 1 on small models).
     With `out` (the engine's own input memory) the result is written there, in the same single pass.
     """
-    info = np.iinfo(dtype)
     if q is None:  # an integer input without quantization: the model takes raw 0..255 values
-        return put(batch if batch.dtype == dtype else np.clip(np.rint(batch), info.min, info.max).astype(dtype), out)
+        if batch.dtype == dtype:
+            return put(batch, out)
+        info = np.iinfo(dtype)
+        return put(np.clip(np.rint(batch), info.min, info.max).astype(dtype), out)
     if batch.dtype == np.uint8:
         if float(q.scale) == 1.0:  # the input range pinned to 0..255 at export: no arithmetic at all
             if int(q.zero_point) == 0 and dtype == np.uint8:
@@ -149,6 +151,7 @@ def quantize(batch: np.ndarray, q: QuantParams | None, dtype: np.dtype,
                 return np.bitwise_xor(batch.view(np.int8), np.int8(-128), out=out)
         table = _uint8_table(float(q.scale), int(q.zero_point), np.dtype(dtype).str)
         return np.take(table, batch, out=out, mode="clip")  # uint8 indices are in range; "clip" skips buffering
+    info = np.iinfo(dtype)
     real = batch.astype(np.float32, copy=False)
     return put(np.clip(np.rint(real / np.float32(q.scale) + np.float32(q.zero_point)), info.min, info.max)
                .astype(dtype), out)
@@ -173,6 +176,20 @@ def _uint8_table(scale: float, zero_point: int, dtype: str) -> np.ndarray:
 
 
 def dequantize(out: np.ndarray, q: QuantParams | None) -> np.ndarray:
+    """integer -> real: (q - zero_point) * scale in float32. 8-bit outputs take one lookup in a 256-entry
+    table of the same values: right after an engine call every numpy operation is slow (the model has
+    evicted the caches), and at batch 1 the arithmetic's four operations cost more than the rest of predict."""
     if q is None:
         return out.astype(np.float32)
+    if out.dtype == np.int8 or out.dtype == np.uint8:
+        return _dequant_table(float(q.scale), int(q.zero_point), out.dtype.str)[out.view(np.uint8)]
     return (out.astype(np.float32) - np.float32(q.zero_point)) * np.float32(q.scale)
+
+
+@functools.lru_cache(maxsize=32)
+def _dequant_table(scale: float, zero_point: int, dtype: str) -> np.ndarray:
+    """dequantize() of every 8-bit value, indexed by its bits read as uint8."""
+    values = np.arange(256, dtype=np.uint8).view(dtype).astype(np.float32)
+    table = (values - np.float32(zero_point)) * np.float32(scale)
+    table.setflags(write=False)
+    return table
