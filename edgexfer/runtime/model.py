@@ -9,7 +9,7 @@ import numpy as np
 from edgexfer.errors import UserError
 from edgexfer.manifest import Artifact, InputSpec, Manifest, QuantParams
 from edgexfer.runtime.backends.base import Runner
-from edgexfer.runtime.inputs import dequantize, prepare, quantize
+from edgexfer.runtime.inputs import dequantize, prepare, put, quantize
 
 
 class Model:
@@ -95,7 +95,7 @@ class Model:
         if self._integer_in:
             quantize(chunk, self._in_quant, self._in_dtype, out=target)
         else:
-            target[...] = chunk  # cheaper than np.copyto for small batches, same cast
+            put(chunk, target)
         return out
 
     def _step(self, batch_size: int | None) -> int:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -89,16 +89,18 @@ class Runner:
         return self
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        if not self.is_active:
-            raise UserError(f"The {self.name} runner for {self.path.name} is closed; load the model again.")
+        self._ensure_active()
         return self._infer_impl(batch)
 
     def run(self, chunk: np.ndarray, convert: Callable[..., np.ndarray]) -> np.ndarray:
         """Run a checked batch: `convert(chunk)` gives the engine's input; a backend that owns its input
         memory overrides `_run_converted` to call `convert(chunk, out=memory)` and skip one copy."""
+        self._ensure_active()
+        return self._run_converted(chunk, convert)
+
+    def _ensure_active(self) -> None:
         if not self.is_active:
             raise UserError(f"The {self.name} runner for {self.path.name} is closed; load the model again.")
-        return self._run_converted(chunk, convert)
 
     def close(self) -> None:
         if self.is_active:
