@@ -40,12 +40,14 @@ demo: setup
 	$(EDGEXFER) predict $(DEMO)/bundle $(DEMO)/images/test/7 --top-k 2
 	$(EDGEXFER) bench $(DEMO)/bundle --batch-sizes 1,32 --runs 50 --seconds 1 --data builtin:uci_digits --tune
 
-# The whole suite in the full environment, then the runtime tests again without TensorFlow installed,
-# both against one bundle built here.
+# The whole suite in the full environment, then the export/parity tests again with oneDNN held to AVX2
+# (int8/fp16 numerics differ between AVX2 and AVX-512 CPUs: the gates must hold on both), then the
+# runtime tests again without TensorFlow installed, all against one bundle built here.
 test: setup setup-runtime
 	rm -rf $(TEST_BUNDLE)
 	$(PY) tests/runtime/make_bundle.py $(TEST_BUNDLE)
 	EDGEXFER_TEST_BUNDLE=$(TEST_BUNDLE) $(PY) -m pytest -q
+	ONEDNN_MAX_CPU_ISA=AVX2 EDGEXFER_TEST_BUNDLE=$(TEST_BUNDLE) $(PY) -m pytest -q tests/export -p no:cacheprovider
 	EDGEXFER_TEST_BUNDLE=$(TEST_BUNDLE) $(RT_PY) -m pytest -q -m runtime tests/runtime -p no:cacheprovider
 
 benchmarks: setup

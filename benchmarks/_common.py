@@ -68,5 +68,5 @@ def model_bundle(name: str, backbone: str, size: int, weights: str = "none", epo
              weights, "--image-size", size, "--epochs", epochs, "--quiet", "--force"])
     if rebuild or not (bundle / "manifest.json").exists():
         extra = ["--formats", formats] if formats else []
-        run([*EDGEXFER, "export", run_dir, "--out", bundle, "--force", "--allow-failures", *extra])
+        run([*EDGEXFER, "export", run_dir, "--out", bundle, "--force", *extra])
     return bundle

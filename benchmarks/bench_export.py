@@ -65,7 +65,7 @@ def measure(run_dir: str, parallel: int) -> dict:
     sampler.start()
     out = Path(tempfile.mkdtemp(prefix="bench-export-")) / "bundle"
     started = time.perf_counter()
-    result = export(run_dir, out, parallel=parallel, allow_failures=True)
+    result = export(run_dir, out, parallel=parallel)
     seconds = time.perf_counter() - started
     stop.set()
     sampler.join()

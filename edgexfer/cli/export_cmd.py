@@ -53,22 +53,25 @@ def _parse_gates(ctx: click.Context, param: click.Parameter, values: tuple[str, 
 @click.option("--gate", "gates", multiple=True, callback=_parse_gates, metavar="FORMAT:KEY=VALUE",
               help="Override a parity gate, e.g. tflite-int8:max_acc_drop=2 (keys: max_abs_diff, min_cosine, "
                    "min_agreement, max_acc_drop). Repeatable.")
-@click.option("--allow-failures", is_flag=True, help="Keep the bundle when an artifact fails; mark it failed.")
+@click.option("--strict", is_flag=True,
+              help="Exit 1 when any artifact fails parity or conversion (the bundle is written either way, "
+                   "with failed artifacts marked; the runtime refuses them unless --allow-failed).")
 @click.option("--force", is_flag=True, help="Replace an existing bundle.")
 @click.option("--archive", is_flag=True, help="Also write BUNDLE.zip next to the bundle directory.")
 def export(run_dir: str, out: str, formats: list[str] | None, calibration_samples: int, int8_io: str,
            max_drop: float | None, parity_samples: int | None, parallel: int | None, gates: dict | None,
-           allow_failures: bool, force: bool, archive: bool) -> None:
+           strict: bool, force: bool, archive: bool) -> None:
     """Export RUN_DIR (model.keras + run.json) to ONNX / TFLite / OpenVINO with parity checks."""
     from edgexfer.export import export as run_export
 
     result = run_export(run_dir, out, formats=formats, calibration_samples=calibration_samples,
-                        int8_io=int8_io, max_drop=max_drop, allow_failures=allow_failures, force=force,
+                        int8_io=int8_io, max_drop=max_drop, strict=strict, force=force,
                         archive=archive, gates=gates, parity_samples=parity_samples, parallel=parallel)
     click.echo(result.table())
     click.echo(f"\nBundle: {result.bundle}" + (f"  (archive: {result.archive})" if result.archive else ""))
-    if result.failed:
-        click.secho(f"Kept with failures marked (--allow-failures): {', '.join(result.failed)}", fg="yellow")
+    for name in result.failed:
+        click.secho(f"{name}: FAILED, kept out of automatic selection: {result.parity[name].reason}", fg="yellow",
+                    err=True)
     click.echo(f"Exported in {result.timings.get('total_seconds', 0):.1f} s")
 
 

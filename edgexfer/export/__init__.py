@@ -27,11 +27,12 @@ def export(run_dir: Any, out: Any, **kwargs: Any) -> "ExportResult":
 
     Keyword arguments: formats=None (every installed format) | "onnx,tflite" | list;
     calibration_samples=300; int8_io="int8" | "uint8"; max_drop=None (points: NNCF accuracy
-    control for openvino-int8 and the int8 gates); allow_failures=False; force=False;
+    control for openvino-int8 and the int8 gates); strict=False; force=False;
     archive=False; gates=None ({"tflite-int8": {"max_acc_drop": 2.0}}); parity_samples=None (all
     test images); parallel=None (conversion children at once; None: 2 with 2+ cores and 8 GB
-    available, else 1). Raises ParityError (exit 1) when a
-    requested artifact fails and allow_failures is False; no bundle is written then.
+    available, else 1). The bundle is written with every artifact that converted, failed ones marked
+    (the runtime refuses them unless allow_failed=True); `result.failed` lists them. With strict=True a
+    failure raises ParityError (exit 1) after the bundle is written.
     """
     from edgexfer.export.pipeline import export as _export
 

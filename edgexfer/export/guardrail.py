@@ -27,13 +27,14 @@ def _summary(result: ParityResult) -> str:
     m = result.metrics
     if not m:
         return "; ".join(result.failures)
-    return (f"accuracy {m['accuracy']:.2f}% (drop {m['accuracy_drop']:+.2f} pts), agreement "
-            f"{m['agreement']:.2f}%, cosine {m['cosine']:.5f}")
+    return f"accuracy {m['accuracy']:.2f}%, cosine {m['cosine']:.5f}; {result.reason}"
 
 
 def _entry(rung: str, result: ParityResult, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A record of one rung; `details` is copied so that adopting a variant later cannot rewrite it."""
     return {"rung": rung, "status": "passed" if result else "failed", "summary": _summary(result),
-            "metrics": result.metrics, "failures": result.failures, "details": details or {}}
+            "metrics": dict(result.metrics), "failures": list(result.failures), "checks": list(result.checks),
+            "details": dict(details or {})}
 
 
 def walk_ladder(ctx: Any, manifest: Manifest, spec: FormatSpec, first: ParityResult,
@@ -85,18 +86,26 @@ def _try_rungs(ctx: Any, manifest: Manifest, spec: FormatSpec, rungs: tuple[dict
 
 
 def _rung_options(rung: dict[str, Any], gate: Any) -> dict[str, Any]:
-    """A rung's converter options; accuracy control aims at the gate's own accuracy drop."""
+    """A rung's converter options.
+
+    Accuracy control measures the drop on the validation split, while the gate judges the test split;
+    a default variant that misses the gate on test usually meets it on validation, and aiming at the
+    gate itself would then revert nothing. So it aims at half the gate's drop: it reverts layers until
+    validation shows a clear margin, and the result is judged by the same gate as every other rung.
+    """
     options = {k: v for k, v in rung.items() if k != "accuracy_control"}
     if rung.get("accuracy_control"):
-        options["max_drop"] = gate.max_acc_drop if gate.max_acc_drop is not None else 1.0
+        options["max_drop"] = (gate.max_acc_drop if gate.max_acc_drop is not None else 1.0) / 2
     return options
 
 
 def _choose(candidates: list[tuple[str, ParityResult, Any]]) -> tuple[str, ParityResult, Any]:
-    """Passing variants first, then the highest accuracy, then the earliest rung."""
+    """Passing variants first, then the lowest upper bound of the accuracy drop (the gate's evidence),
+    then the highest accuracy, then the earliest rung."""
     def key(item: tuple[int, tuple[str, ParityResult, Any]]) -> tuple:
         index, (_, result, _) = item
-        return (not result.passed, -result.metrics.get("accuracy", float("-inf")), index)
+        worst = result.metrics.get("accuracy_drop_ci", [float("inf")] * 2)[1]
+        return (not result.passed, worst, -result.metrics.get("accuracy", float("-inf")), index)
 
     return min(enumerate(candidates), key=key)[1]
 

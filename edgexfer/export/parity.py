@@ -14,13 +14,24 @@ import numpy as np
 from edgexfer.errors import UserError
 from edgexfer.export.formats import Gate
 
-#: (metric, gate field, "max" when the metric must stay at or below the threshold)
-_CHECKS = (
-    ("max_abs_diff", "max_abs_diff", "max"),
-    ("cosine", "min_cosine", "min"),
-    ("agreement", "min_agreement", "min"),
-    ("accuracy_drop", "max_acc_drop", "max"),
-)
+@dataclass
+class Check:
+    """One gate check: the value, its confidence interval where it is a statistic, the limit and why."""
+
+    metric: str
+    value: float
+    limit: float
+    kind: str  # "max": the metric must stay at or below the limit; "min": at or above
+    passed: bool
+    reason: str
+    interval: tuple[float, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"metric": self.metric, "value": self.value, "limit": self.limit, "kind": self.kind,
+               "passed": self.passed, "reason": self.reason}
+        if self.interval is not None:
+            out["interval"] = [float(self.interval[0]), float(self.interval[1])]
+        return out
 
 
 @dataclass
@@ -32,12 +43,21 @@ class ParityResult:
     passed: bool
     failures: list[str] = field(default_factory=list)  # human-readable reasons, empty on pass
     tried: list[dict[str, Any]] = field(default_factory=list)  # int8 fallback ladder, when walked
+    checks: list[dict[str, Any]] = field(default_factory=list)  # every check with its reason (Check.to_dict)
 
     def __bool__(self) -> bool:
         return self.passed
 
+    @property
+    def reason(self) -> str:
+        """One line: why it failed, or why it passed."""
+        if self.failures:
+            return "; ".join(self.failures)
+        return "; ".join(c["reason"] for c in self.checks)
+
     def to_dict(self) -> dict[str, Any]:
-        out = {"passed": self.passed, "metrics": self.metrics, "gate": self.gate, "failures": self.failures}
+        out = {"passed": self.passed, "metrics": self.metrics, "gate": self.gate, "failures": self.failures,
+               "checks": self.checks, "reason": self.reason}
         if self.tried:
             out["tried"] = self.tried
         return out
@@ -45,11 +65,65 @@ class ParityResult:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "ParityResult":
         return cls(dict(raw.get("metrics", {})), dict(raw.get("gate", {})), bool(raw.get("passed")),
-                   list(raw.get("failures", [])), list(raw.get("tried", [])))
+                   list(raw.get("failures", [])), list(raw.get("tried", [])), list(raw.get("checks", [])))
 
 
-def parity_metrics(reference: np.ndarray, probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """max/mean |diff|, mean row cosine, top-1 agreement (%), accuracies (%) and the drop (points)."""
+# -- statistics -------------------------------------------------------------------------------------
+def z_value(confidence: float) -> float:
+    """The two-sided normal quantile for `confidence` (0.95 -> 1.96)."""
+    from statistics import NormalDist
+
+    if not 0 < confidence < 1:
+        raise UserError(f"Expected a gate confidence between 0 and 1. Received: {confidence!r}.")
+    return NormalDist().inv_cdf(0.5 + confidence / 2)
+
+
+def wilson_interval(k: int, n: int, z: float) -> tuple[float, float]:
+    """Wilson score interval of a proportion k/n: sound at 0 or n successes and for small n."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def paired_difference_interval(a: int, b: int, c: int, d: int, z: float) -> tuple[float, float]:
+    """Interval of p1 - p2 for paired proportions (Newcombe 1998, method 10: Wilson + correlation).
+
+    a: both right, b: only the first right, c: only the second right, d: both wrong. The width comes
+    from the discordant pairs b and c: two models that agree image by image give a narrow interval.
+    """
+    n = a + b + c + d
+    if n == 0:
+        return -1.0, 1.0
+    p1, p2 = (a + b) / n, (a + c) / n
+    l1, u1 = wilson_interval(a + b, n, z)
+    l2, u2 = wilson_interval(a + c, n, z)
+    margins = (a + b) * (c + d) * (a + c) * (b + d)
+    phi = (a * d - b * c) / np.sqrt(margins) if margins > 0 else 0.0
+    phi = max(phi, 0.0)  # Newcombe: a negative correlation is truncated at 0
+    delta = np.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+    eps = np.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
+    return max(-1.0, p1 - p2 - delta), min(1.0, p1 - p2 + eps)
+
+
+def near_ties(reference: np.ndarray, probs: np.ndarray, margin: float) -> np.ndarray:
+    """Images whose top-1 flipped between two classes the reference itself separates by <= margin."""
+    ref_top, out_top = reference.argmax(1), probs.argmax(1)
+    rows = np.arange(len(reference))
+    gap = reference[rows, ref_top] - reference[rows, out_top]
+    return (ref_top != out_top) & (gap <= margin)
+
+
+def parity_metrics(reference: np.ndarray, probs: np.ndarray, labels: np.ndarray, tie_margin: float = 0.0,
+                   confidence: float = 0.95) -> dict[str, Any]:
+    """Differences, cosine, top-1 agreement and accuracy drop, with counts and confidence intervals.
+
+    Percentages and points are 0..100. `agreement` counts every flip; `agreement_ci` is the interval
+    of the agreement that counts a flip only when it is not a near tie (`tie_margin`).
+    """
     ref = np.asarray(reference, dtype=np.float64)
     out = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(labels).reshape(-1)
@@ -58,43 +132,98 @@ def parity_metrics(reference: np.ndarray, probs: np.ndarray, labels: np.ndarray)
             f"Expected reference and artifact probabilities of one shape [N, classes] and N labels. "
             f"Received: {ref.shape}, {out.shape} and {labels.shape}."
         )
+    z, n = z_value(confidence), int(len(ref))
     diff = np.abs(ref - out)
     norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1)
     cosine = np.sum(ref * out, axis=1) / np.maximum(norms, 1e-12)
-    ref_top, out_top = ref.argmax(1), out.argmax(1)
-    ref_acc, acc = 100.0 * np.mean(ref_top == labels), 100.0 * np.mean(out_top == labels)
+    ref_right, out_right = ref.argmax(1) == labels, out.argmax(1) == labels
+    flips = int(np.sum(ref.argmax(1) != out.argmax(1)))
+    ties = int(np.sum(near_ties(ref, out, tie_margin))) if np.isfinite(out).all() else 0
+    lo, hi = wilson_interval(flips - ties, n, z)
+    cells = [int(np.sum(r & o)) for r, o in ((ref_right, out_right), (ref_right, ~out_right),
+                                              (~ref_right, out_right), (~ref_right, ~out_right))]
+    drop_lo, drop_hi = paired_difference_interval(*cells, z)
     return {
-        "n": int(len(ref)),
+        "n": n,
         "max_abs_diff": float(diff.max()),
         "mean_abs_diff": float(diff.mean()),
         "cosine": float(cosine.mean()),
-        "agreement": float(100.0 * np.mean(ref_top == out_top)),
-        "accuracy": float(acc),
-        "reference_accuracy": float(ref_acc),
-        "accuracy_drop": float(ref_acc - acc),
+        "agreement": float(100.0 * (n - flips) / n),
+        "flips": flips,
+        "near_ties": ties,
+        "agreement_ci": [float(100.0 * (1 - hi)), float(100.0 * (1 - lo))],
+        "accuracy": float(100.0 * np.mean(out_right)),
+        "reference_accuracy": float(100.0 * np.mean(ref_right)),
+        "accuracy_drop": float(100.0 * (cells[1] - cells[2]) / n),
+        "lost": cells[1],
+        "gained": cells[2],
+        "accuracy_drop_ci": [float(100.0 * drop_lo), float(100.0 * drop_hi)],
+        "confidence": float(confidence),
+        "finite": bool(np.isfinite(out).all()),
     }
 
 
-def check_gate(metrics: dict[str, float], gate: Gate) -> list[str]:
+# -- gates ------------------------------------------------------------------------------------------
+def _plain_check(metrics: dict[str, Any], metric: str, limit: float, kind: str) -> Check:
+    """A measured quantity against its limit (no sampling question: the difference is what it is)."""
+    value = float(metrics[metric])
+    ok = value <= limit if kind == "max" else value >= limit  # NaN compares False: fails
+    sign = "<=" if kind == "max" else ">="
+    return Check(metric, value, limit, kind, bool(ok), f"{metric} {value:.6g} (gate {sign} {limit:g})")
+
+
+def _agreement_check(m: dict[str, Any], limit: float) -> Check:
+    """Fails only when even the top of the interval is below the limit: the data show too many flips."""
+    lo, hi = m["agreement_ci"]
+    ok = hi >= limit and m["finite"]
+    counted = m["flips"] - m["near_ties"]
+    why = ("the data show agreement below the gate" if not ok else
+           "within the gate" if 100.0 * (m["n"] - counted) / m["n"] >= limit else
+           "below the gate as observed, but within what n images can show")
+    reason = (f"agreement {m['agreement']:.2f}% on n={m['n']} ({counted} flips counted, {m['near_ties']} near ties "
+              f"not counted), {m['confidence']:.0%} CI [{lo:.2f}, {hi:.2f}] vs gate >= {limit:g}: {why}")
+    return Check("agreement", m["agreement"], limit, "min", bool(ok), reason, (lo, hi))
+
+
+def _drop_check(m: dict[str, Any], limit: float) -> Check:
+    """Fails only when even the bottom of the interval is above the limit: the data show a real drop."""
+    lo, hi = m["accuracy_drop_ci"]
+    ok = lo <= limit and m["finite"]
+    why = ("the data show a drop above the gate" if not ok else "within the gate" if m["accuracy_drop"] <= limit
+           else "above the gate as observed, but within what n images can show")
+    reason = (f"accuracy drop {m['accuracy_drop']:+.2f} pts on n={m['n']} ({m['lost']} lost, {m['gained']} gained), "
+              f"{m['confidence']:.0%} CI [{lo:+.2f}, {hi:+.2f}] vs gate <= {limit:g}: {why}")
+    return Check("accuracy_drop", m["accuracy_drop"], limit, "max", bool(ok), reason, (lo, hi))
+
+
+def gate_checks(metrics: dict[str, Any], gate: Gate) -> list[Check]:
+    """Every check the gate asks for, each with its verdict and reason."""
+    checks = []
+    if gate.max_abs_diff is not None:
+        checks.append(_plain_check(metrics, "max_abs_diff", gate.max_abs_diff, "max"))
+    if gate.min_cosine is not None:
+        checks.append(_plain_check(metrics, "cosine", gate.min_cosine, "min"))
+    if gate.min_agreement is not None:
+        checks.append(_agreement_check(metrics, gate.min_agreement))
+    if gate.max_acc_drop is not None:
+        checks.append(_drop_check(metrics, gate.max_acc_drop))
+    if not metrics["finite"]:
+        checks.append(Check("finite", 0.0, 1.0, "min", False, "the artifact produced NaN or infinite outputs"))
+    return checks
+
+
+def check_gate(metrics: dict[str, Any], gate: Gate) -> list[str]:
     """The reasons the metrics miss the gate (empty when they pass). NaN always fails."""
-    failures = []
-    for metric, key, kind in _CHECKS:
-        limit = getattr(gate, key)
-        if limit is None:
-            continue
-        value = metrics[metric]
-        ok = value <= limit if kind == "max" else value >= limit
-        if not ok:  # also catches NaN, for which every comparison is False
-            sign = "<=" if kind == "max" else ">="
-            failures.append(f"{metric} {value:.6g} (gate {sign} {limit:g})")
-    return failures
+    return [c.reason for c in gate_checks(metrics, gate) if not c.passed]
 
 
 def compare(reference: np.ndarray, probs: np.ndarray, labels: np.ndarray, gate: Gate) -> ParityResult:
     """Compare an artifact's probabilities with the reference on the same images, against `gate`."""
-    metrics = parity_metrics(reference, probs, labels)
-    failures = check_gate(metrics, gate)
-    return ParityResult(metrics=metrics, gate=gate.to_dict(), passed=not failures, failures=failures)
+    metrics = parity_metrics(reference, probs, labels, gate.tie_margin, gate.confidence)
+    checks = gate_checks(metrics, gate)
+    failures = [c.reason for c in checks if not c.passed]
+    return ParityResult(metrics=metrics, gate=gate.to_dict(), passed=not failures, failures=failures,
+                        checks=[c.to_dict() for c in checks])
 
 
 # -- reports ----------------------------------------------------------------------------------------
@@ -135,8 +264,14 @@ def format_markdown(results: dict[str, ParityResult], sizes: dict[str, int] | No
     body = "".join("| " + " | ".join(r) + " |\n" for r in table_rows(results, sizes))
     parts = ["# Parity report\n\n", f"Reference: the float32 Keras model on {n or '?'} held-out test images.\n\n",
              head + body, "\n## Gates\n\n"]
-    parts += [f"- {name}: {res.gate} — {'passed' if res else 'FAILED: ' + '; '.join(res.failures)}\n"
-              for name, res in results.items()]
+    parts.append("A statistical check (agreement, accuracy drop) fails only when its confidence interval lies "
+                 "wholly on the wrong side of the gate: a handful of flipped images on a small test set is not "
+                 "evidence of a worse model. Near ties (top-1 flips between classes the reference itself "
+                 "separates by less than the gate's tie margin) are not counted as disagreements.\n\n")
+    for name, res in results.items():
+        parts.append(f"- **{name}** {'passed' if res else 'FAILED'} (gate {res.gate})\n")
+        parts += [f"  - {c['reason']}\n" for c in res.checks]
+        parts += [f"  - {f}\n" for f in res.failures if not any(f == c["reason"] for c in res.checks)]
     for name, res in results.items():
         if res.tried:
             parts.append(f"\n## {name}: int8 fallback ladder\n\n")

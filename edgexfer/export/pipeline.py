@@ -5,7 +5,9 @@
 3. convert in subprocess batches (one per family; the Keras reference runs in the first batch)
 4. parity: every artifact through edgexfer.runtime.load, one comparator, gates per format;
    tflite-int8 / openvino-int8 walk their fallback ladder when they miss the gate
-5. reports + manifest, then the atomic rename (ParityError before it unless allow_failures)
+5. reports + manifest, then the atomic rename. The bundle holds every artifact that converted, each
+   marked passed or failed (the runtime refuses failed ones unless asked); an artifact that failed never
+   costs the user the others. `strict=True` raises ParityError after the bundle is written.
 """
 from __future__ import annotations
 
@@ -67,7 +69,7 @@ class _Context:
 
 
 def export(run_dir: str | Path, out: str | Path, *, formats: Any = None, calibration_samples: int = 300,
-           int8_io: str = "int8", max_drop: float | None = None, allow_failures: bool = False,
+           int8_io: str = "int8", max_drop: float | None = None, strict: bool = False,
            force: bool = False, archive: bool = False, gates: dict[str, dict[str, Any]] | None = None,
            parity_samples: int | None = None, parallel: int | None = None) -> ExportResult:
     """Export a training run to every requested format, check parity, and write the bundle atomically."""
@@ -79,20 +81,19 @@ def export(run_dir: str | Path, out: str | Path, *, formats: Any = None, calibra
     if not (run_dir / MODEL_FILE).is_file():
         raise UserError(f"Expected {MODEL_FILE} in the run directory {run_dir}. Re-run `edgexfer train`.")
     settings.update(formats=[s.name for s in specs], gates={n: g.to_dict() for n, g in gate_map.items()},
-                    allow_failures=bool(allow_failures))
+                    strict=bool(strict))
     started = time.perf_counter()
     with _bundle.Staging(out, force=force, archive=archive) as staging:
         ctx = _Context(record, run_dir, staging.root, staging.work, settings, gate_map, staging.out.name)
         manifest, results = _build(ctx, specs)
-        failed = [n for n, r in results.items() if not r]
-        if failed and not allow_failures:
-            raise ParityError(
-                f"{len(failed)} artifact(s) failed parity or conversion: {', '.join(failed)}. No bundle was "
-                f"written. Pass --allow-failures to keep it with the failures marked.\n"
-                + format_table(results, _sizes(manifest)))
         zip_path = staging.commit(manifest)
     timings = {"total_seconds": round(time.perf_counter() - started, 2)}
-    return ExportResult(staging.out, manifest, results, zip_path, timings)
+    result = ExportResult(staging.out, manifest, results, zip_path, timings)
+    if strict and result.failed:
+        raise ParityError(
+            f"{len(result.failed)} artifact(s) failed parity or conversion: {', '.join(result.failed)} "
+            f"(strict). The bundle {result.bundle} was written with them marked failed.\n" + result.table())
+    return result
 
 
 def _validate(calibration_samples: int, int8_io: str, max_drop: float | None, parity_samples: int | None,
@@ -131,10 +132,9 @@ def _build(ctx: _Context, specs: list[FormatSpec]) -> tuple[Manifest, dict[str, 
 
     paths = _prepare_data(ctx, specs)
     outcomes = _convert(ctx, specs, paths)
-    if not ctx.settings["allow_failures"]:
-        for spec in specs:  # a failed conversion is a ConversionError with the child's last log lines
-            raise_for(spec.name, outcomes[spec.name])
     raise_for("reference (Keras predictions for parity)", outcomes.pop("reference"))
+    if not any(outcomes[s.name]["ok"] for s in specs):  # nothing to keep: the first child's own error
+        raise_for(specs[0].name, outcomes[specs[0].name])
     ctx.reference = np.load(paths["reference"])
     manifest = _bundle.make_manifest(ctx.name, ctx.record, {})
     results: dict[str, ParityResult] = {}

@@ -40,11 +40,12 @@ class Choice:
 
 def check_status(artifact: Artifact, allow_failed: bool) -> None:
     if not artifact.passed and not allow_failed:
-        reason = artifact.parity.get("reason") or artifact.parity.get("message") or ""
+        failures = artifact.parity.get("failures") if isinstance(artifact.parity, dict) else None
+        reason = "; ".join(str(f) for f in failures) if isinstance(failures, list) else ""
         raise UserError(
             f"Expected an artifact that passed parity. Received: '{artifact.name}' with status "
-            f"'{artifact.status}'{': ' + str(reason) if reason else ''}. Pick another format, or pass "
-            "allow_failed=True to run it anyway."
+            f"'{artifact.status}'{': ' + reason if reason else ''}. Pick another format, or run it anyway "
+            "with --allow-failed (Python: allow_failed=True)."
         )
 
 
@@ -151,7 +152,7 @@ def _candidates(manifest: Manifest, allow_failed: bool) -> list[Artifact]:
     if not pool:
         statuses = {a.name: a.status for a in manifest.artifacts.values()}
         raise UserError(f"Expected at least one artifact that passed parity in the bundle. Received: "
-                        f"{statuses or 'no artifacts'}. Re-export, or pass format=... and allow_failed=True.")
+                        f"{statuses or 'no artifacts'}. Re-export, or name one with --format and --allow-failed (Python: format=..., allow_failed=True).")
     rank = {n: i for i, n in enumerate(FORMAT_PREFERENCE)}
     return sorted(pool, key=lambda a: rank.get(a.name, len(rank)))
 

@@ -94,13 +94,15 @@ def test_int8_io(exported):
 
 def test_uint8_io_and_fallback_ladder(run_dir, tmp_path):
     """An impossible gate makes tflite-int8 walk the whole ladder; the report says what was tried."""
-    result = export(run_dir, tmp_path / "b", formats=["tflite-int8"], int8_io="uint8", allow_failures=True,
+    result = export(run_dir, tmp_path / "b", formats=["tflite-int8"], int8_io="uint8",
                     gates={"tflite-int8": {"max_acc_drop": -100}}, calibration_samples=50, parity_samples=100)
     artifact = result.manifest.artifacts["tflite-int8"]
     assert artifact.status == "failed" and not result.ok
     tried = artifact.parity["tried"]
     assert [t["rung"] for t in tried] == ["default", "more-calibration", "per-tensor", "denylist", "16x8"]
     assert tried[0]["details"]["input_dtype"] == "uint8" and tried[0]["details"]["output_dtype"] == "uint8"
+    assert tried[0]["details"].get("rung", "default") == "default"  # not rewritten when a variant is adopted
+    assert all("checks" in t for t in tried if t["status"] != "error")
     assert tried[3]["details"]["denylisted_nodes"] and tried[4]["details"]["io_dtype"] == "int16"
     kept = artifact.details["rung"]
     expected = {"int16"} if kept == "16x8" else {"uint8"}
@@ -121,15 +123,36 @@ def test_augmentation_layer_fails_onnx(augmented_run_dir, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cli_parity_failure_exits_1(run_dir, tmp_path):
+def test_one_failure_keeps_the_others(run_dir, tmp_path):
+    """A failed artifact is written and marked; the passed one is what the runtime picks."""
+    from edgexfer.cli import main
+    from edgexfer.runtime import load
+
+    out = tmp_path / "b"
+    res = CliRunner().invoke(main, ["export", str(run_dir), "--out", str(out), "--formats", "onnx,tflite",
+                                    "--gate", "onnx:max_abs_diff=-1", "--parity-samples", "64"])
+    assert res.exit_code == 0, res.output
+    assert "onnx: FAILED" in res.output and "max_abs_diff" in res.output
+    manifest = Manifest.load(out)
+    assert manifest.artifacts["onnx"].status == "failed" and manifest.artifacts["tflite"].status == "passed"
+    assert "max_abs_diff" in manifest.artifacts["onnx"].parity["reason"]
+    with load(out) as model:
+        assert model.format == "tflite"
+    with pytest.raises(UserError, match="--allow-failed.*allow_failed=True"):
+        load(out, format="onnx")
+    with load(out, format="onnx", allow_failed=True) as model:
+        assert model.predict(np.zeros((1, 32, 32, 3), np.uint8)).shape == (1, 10)
+
+
+def test_cli_strict_exits_1_and_keeps_the_bundle(run_dir, tmp_path):
     from edgexfer.cli import main
 
     out = tmp_path / "b"
     res = CliRunner().invoke(main, ["export", str(run_dir), "--out", str(out), "--formats", "onnx",
-                                    "--gate", "onnx:max_abs_diff=-1"])
+                                    "--gate", "onnx:max_abs_diff=-1", "--strict", "--parity-samples", "64"])
     assert res.exit_code == 1, res.output
-    assert "failed parity" in res.output and "max_abs_diff" in res.output
-    assert list(tmp_path.iterdir()) == []
+    assert "failed parity" in res.output and "max_abs_diff" in res.output and "strict" in res.output
+    assert Manifest.load(out).artifacts["onnx"].status == "failed"
 
 
 def test_info_and_verify_catch_tampering(exported, tmp_path):

@@ -44,8 +44,10 @@ def test_default_formats_are_the_installed_ones():
 def test_gates_defaults_max_drop_and_overrides():
     specs = resolve_formats(["onnx", "tflite-fp16", "tflite-int8", "openvino-int8"])
     gates = gates_for(specs, {"tflite-int8": {"max_acc_drop": 2.0}}, max_drop=0.5)
-    assert gates["onnx"].to_dict() == {"max_abs_diff": 1e-4, "min_agreement": 99.9}
-    assert gates["tflite-fp16"].to_dict() == {"min_cosine": 0.999, "min_agreement": 99.5}
+    assert gates["onnx"].to_dict() == {"max_abs_diff": 1e-4, "min_agreement": 99.9, "tie_margin": 2e-4,
+                                       "confidence": 0.95}
+    assert gates["tflite-fp16"].to_dict() == {"min_cosine": 0.999, "min_agreement": 99.5, "tie_margin": 0.02,
+                                              "confidence": 0.95}
     assert gates["tflite-int8"].max_acc_drop == 2.0 and gates["openvino-int8"].max_acc_drop == 0.5
     with pytest.raises(UserError, match="gate overrides"):
         gates_for(specs, {"onnx-fp64": {}})

@@ -67,13 +67,15 @@ def test_ladder_keeps_the_best_passing_variant():
     from edgexfer.export.guardrail import _choose, _rung_options
     from edgexfer.export.parity import ParityResult
 
-    def res(acc, passed):
-        return ParityResult({"accuracy": acc}, {}, passed)
+    def res(acc, passed, worst_drop=5.0):
+        return ParityResult({"accuracy": acc, "accuracy_drop_ci": [-1.0, worst_drop]}, {}, passed)
 
     default, low, high, failed_best = res(70, False), res(75, True), res(78, True), res(90, False)
     cands = [("default", default, None), ("a", low, "A"), ("b", high, "B"), ("c", failed_best, "C")]
-    assert _choose(cands)[0] == "b"  # passing first, then accuracy
+    assert _choose(cands)[0] == "b"  # passing first, then (equal evidence) accuracy
     assert _choose([("default", default, None), ("c", failed_best, "C")])[0] == "c"  # none pass: best kept
     assert _choose([("default", res(70, True), None), ("a", res(70, True), "A")])[0] == "default"  # tie: earlier
+    # among passing variants the gate's own evidence decides: the lowest upper bound of the drop
+    assert _choose([("a", res(78, True, 2.5), "A"), ("b", res(75, True, 1.5), "B")])[0] == "b"
     opts = _rung_options({"rung": "accuracy-control", "accuracy_control": True}, Gate(max_acc_drop=0.5))
-    assert opts == {"rung": "accuracy-control", "max_drop": 0.5}
+    assert opts == {"rung": "accuracy-control", "max_drop": 0.25}  # aims inside the gate (see _rung_options)

@@ -70,7 +70,7 @@ def build_with_export(out: Path, export) -> Path:
               preprocessing={"in_graph": "Rescaling(1/255)", "caller": "raw RGB 0..255, NHWC"},
               backbone={"name": "tiny-conv", "weights": None, "trainable_layers": "all"},
               data=data, seed=SEED).save(run_dir)
-    export(str(run_dir), str(out), allow_failures=True)
+    export(str(run_dir), str(out))
     return out
 
 
