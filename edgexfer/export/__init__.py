@@ -45,3 +45,8 @@ def __getattr__(name: str) -> Any:
 
         return ExportResult
     raise AttributeError(f"module 'edgexfer.export' has no attribute {name!r}")
+
+
+from edgexfer._api import make_callable  # noqa: E402
+
+make_callable(__name__, "export")  # `edgexfer.export(...)` works after `import edgexfer.export` too

@@ -33,3 +33,8 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'edgexfer.train' has no attribute '{name}'")
+
+
+from edgexfer._api import make_callable  # noqa: E402
+
+make_callable(__name__, "train")  # `edgexfer.train(...)` works after `import edgexfer.train` too

@@ -24,13 +24,16 @@ MODELS_ENV = "EDGEXFER_MODELS_DIR"
 
 
 def models_dir() -> Path:
-    """$EDGEXFER_MODELS_DIR, else models/ next to the edgexfer package (the repository root)."""
+    """$EDGEXFER_MODELS_DIR; else edgexfer/_models inside an installed wheel (pyproject maps the repository's
+    models/ to that package); else models/ next to the package (a source checkout or editable install)."""
     env = os.environ.get(MODELS_ENV)
     if env:
         return Path(env).expanduser()
     import edgexfer
 
-    return Path(edgexfer.__file__).resolve().parent.parent / "models"
+    package = Path(edgexfer.__file__).resolve().parent
+    installed = package / "_models"
+    return installed if installed.is_dir() else package.parent / "models"
 
 
 def mnv3s_architecture(shape: tuple[int, int, int] = (IMAGE_SIZE, IMAGE_SIZE, 3),
