@@ -80,6 +80,10 @@ def export(run_dir: str | Path, out: str | Path, *, formats: Any = None, calibra
     record = RunRecord.load(run_dir)
     if not (run_dir / MODEL_FILE).is_file():
         raise UserError(f"Expected {MODEL_FILE} in the run directory {run_dir}. Re-run `edgexfer train`.")
+    status = record.training.get("status")
+    if status not in (None, "complete"):  # None: a run written by hand or by an older edgexfer
+        raise UserError(f"Expected a run whose training finished. Received: {run_dir} with training status "
+                        f"{status!r}. Continue it with `edgexfer train ... --resume` or train it again.")
     settings.update(formats=[s.name for s in specs], gates={n: g.to_dict() for n, g in gate_map.items()},
                     strict=bool(strict))
     started = time.perf_counter()

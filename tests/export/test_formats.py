@@ -64,6 +64,18 @@ def test_export_validates_before_heavy_work(tmp_path):
         export(tmp_path, tmp_path / "b", formats=["onnx"])
 
 
+def test_export_refuses_an_unfinished_run(tmp_path):
+    from edgexfer.export import export
+    from edgexfer.record import MODEL_FILE, RunRecord
+
+    RunRecord(labels=["a", "b"], input_shape=[32, 32, 3], preprocessing={}, backbone={}, data={}, seed=0,
+              training={"status": "interrupted"}).save(tmp_path)
+    (tmp_path / MODEL_FILE).write_bytes(b"an older model")
+    with pytest.raises(UserError, match="training finished.*'interrupted'.*--resume"):
+        export(tmp_path, tmp_path / "b", formats=["onnx"])
+    assert not (tmp_path / "b").exists()
+
+
 def test_import_is_cheap():
     """`import edgexfer.export` and the CLI module import no TensorFlow, converter or engine."""
     code = ("import sys, edgexfer.export, edgexfer.export.pipeline, edgexfer.cli.export_cmd; "
