@@ -23,15 +23,24 @@ class BenchResult:
 
 
 def _write_data(data: str, bundle: str | Path, folder: Path) -> str:
-    """Decode the accuracy images once (held-out split, resized to the bundle's input) into an .npz."""
+    """Decode the accuracy images once, resized to the bundle's input, into an .npz.
+
+    When `data` is the dataset the bundle was trained on (same fingerprint), the images are the run's
+    own held-out test split recorded in the manifest, never a new split that could include training
+    images; another dataset contributes its test split (or all of it when it has none)."""
     import numpy as np
 
-    from edgexfer.data import open_dataset
+    from edgexfer.data import load_split, open_dataset
 
-    spec = Manifest.load(bundle).input
+    manifest = Manifest.load(bundle)
+    size = (manifest.input.height, manifest.input.width)
     dataset = open_dataset(data)
-    split = "test" if dataset.counts().get("test") else "train"
-    x, y = dataset.arrays(split, (spec.height, spec.width))
+    held_out = manifest.provenance.get("test_split")
+    if held_out and held_out.get("fingerprint") == dataset.fingerprint:
+        x, y = load_split(held_out, "test", size)
+    else:
+        split = "test" if dataset.counts().get("test") else "train"
+        x, y = dataset.arrays(split, size)
     path = folder / "data.npz"
     np.savez(path, x=x, y=y)
     return str(path)

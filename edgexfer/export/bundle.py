@@ -119,6 +119,7 @@ def provenance(record: Any, run_dir: Path, settings: dict[str, Any]) -> dict[str
         "source_weights": backbone.get("weights"),
         "backbone_details": backbone,
         "data": {"source": record.data.get("source"), "fingerprint": record.data.get("fingerprint")},
+        "test_split": held_out_record(record.data),
         "metrics": dict(record.metrics),
         "training_versions": dict(record.versions),
         "run_dir": str(run_dir),
@@ -127,6 +128,15 @@ def provenance(record: Any, run_dir: Path, settings: dict[str, Any]) -> dict[str
         "export": settings,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def held_out_record(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's data record with only its test split: what `bench --data` evaluates on, so that the
+    benchmark's accuracy column never includes a training image."""
+    splits = data.get("splits") if isinstance(data, dict) else None
+    if not isinstance(splits, dict) or "test" not in splits:
+        return None
+    return {**data, "splits": {"test": splits["test"]}}
 
 
 def write_reports(root: Path, parity: dict[str, Any], markdown: str) -> None:

@@ -76,3 +76,31 @@ def test_write_tuning_stores_entries_under_the_machine_fingerprint(tmp_path):
     tune.write_tuning(tmp_path, _results(fingerprint="fp2"))
     tuning = Manifest.load(tmp_path).tuning
     assert set(tuning) == {"fp1", "fp2"} and tuning["fp1"]["8"]["backend"] == "onnxruntime"
+
+
+def test_bench_data_is_the_runs_own_held_out_split(tmp_path):
+    """`bench --data SAME_DATASET` evaluates on the split the run held out, not on a fresh seed-0 split."""
+    import numpy as np
+
+    from edgexfer.bench.api import _write_data
+    from edgexfer.data import open_dataset
+    from edgexfer.export.bundle import held_out_record
+
+    from PIL import Image
+
+    folder = tmp_path / "digits"  # one folder per class, no split layout: the split depends on the seed
+    x_all, y_all = open_dataset("builtin:uci_digits").arrays("train", (8, 8))
+    for i, (image, label) in enumerate(zip(x_all[:200], y_all[:200], strict=True)):
+        (folder / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / str(label) / f"{i}.png")
+    run_data = open_dataset(str(folder), seed=7)
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    Manifest(name="m", labels=run_data.class_names, input=InputSpec(height=8, width=8, channels=3),
+             preprocessing={}, provenance={"test_split": held_out_record(run_data.to_record())}).save(bundle)
+    with np.load(_write_data(str(folder), bundle, tmp_path)) as saved:
+        x, y = saved["x"], saved["y"]
+    expected_x, expected_y = run_data.arrays("test", (8, 8))
+    assert np.array_equal(y, expected_y) and np.array_equal(x, expected_x)
+    fresh_x, _ = open_dataset(str(folder), seed=0).arrays("test", (8, 8))
+    assert not np.array_equal(fresh_x, expected_x)  # the seed matters: the old behaviour would differ
