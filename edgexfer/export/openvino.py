@@ -14,9 +14,15 @@ int8 fallback ladder (formats.OPENVINO_INT8_LADDER, walked by edgexfer.export.gu
                        max_drop = the gate's max_acc_drop: NNCF reverts the most harmful layers
 The child needs no TensorFlow (the source is the ONNX file), so rungs are built one per child and
 the walk stops at the first that passes (formats: ladder_chunk=1).
+
+Every IR carries its labels: rt_info["model_info"] holds what OpenVINO's Model API
+(ClassificationModel) and DL Streamer read, rt_info["edgexfer"] the job's metadata as JSON (the keys
+ONNX has as edgexfer.* metadata_props). It is set on the model that is saved, after NNCF, which
+returns a new ov.Model.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +39,39 @@ def convert(job: dict[str, Any]) -> dict[str, Any]:
     details: dict[str, Any] = {"source": source}
     if job["options"].get("quantize") == "int8":
         model = _quantize(ov, model, job, details)
+    add_model_info(model, job["metadata"])
     path = Path(job["out_dir"]) / "model.xml"
     compress = bool(job["options"].get("compress_to_fp16", False))
     ov.save_model(model, str(path), compress_to_fp16=compress)
     details.update({"compress_to_fp16": compress, "inputs": [p.get_any_name() for p in model.inputs],
                     "input_shape": str(model.inputs[0].get_partial_shape())})
     return {"files": [path.name, path.with_suffix(".bin").name], "details": details}
+
+
+def model_info(metadata: dict[str, Any]) -> dict[str, str]:
+    """rt_info["model_info"] of a classifier, as OpenVINO's Model API parses it (strings; lists space-separated).
+
+    mean_values / scale_values stay unset (no normalisation by the caller): the graph takes raw 0..255
+    and normalises inside. reverse_input_channels is False: the graph takes RGB, so a caller decoding
+    with OpenCV (BGR) converts to RGB first.
+    """
+    return {"model_type": "Classification", "labels": " ".join(model_api_label(v) for v in metadata["labels"]),
+            "multilabel": "False", "hierarchical": "False", "reverse_input_channels": "False"}
+
+
+def model_api_label(label: str) -> str:
+    """A label as one token of the space-separated list: each run of whitespace becomes one underscore
+    ("golden retriever" -> "golden_retriever"), since the Model API splits the list on whitespace. The
+    exact labels stay in rt_info["edgexfer"]["labels"] and in manifest.json."""
+    return "_".join(str(label).split()) or "_"
+
+
+def add_model_info(model: Any, metadata: dict[str, Any]) -> None:
+    """Labels and classifier settings into the model's rt_info (serialized into the .xml by save_model)."""
+    for key, value in model_info(metadata).items():
+        model.set_rt_info(value, ["model_info", key])
+    for key, value in metadata.items():
+        model.set_rt_info(value if isinstance(value, str) else json.dumps(value), ["edgexfer", key])
 
 
 def _source_model(ov: Any, job: dict[str, Any]) -> tuple[Any, str]:

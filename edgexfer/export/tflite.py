@@ -3,8 +3,12 @@
 Only builtin ops are allowed (never SELECT_TF_OPS / Flex: ai-edge-litert cannot run them).
 Full int8 uses a representative dataset of REAL training images preprocessed as at inference
 (raw 0..255 float; the preprocessing is inside the graph), TFLITE_BUILTINS_INT8 and integer I/O.
-After conversion the model is read back with the LiteRT interpreter: integer I/O is asserted,
-scale/zero point recorded, and every op still computing in float is reported.
+Every variant then passes through one writer (edgexfer.export.tflite_metadata): TFLITE_METADATA
+(input normalisation and range, the output's labels file) as MediaPipe Model Maker writes it, the
+I/O tensors named `images` / `probs` as in ONNX, and labels.txt packed at the end of the file. The
+populated file must give bit-identical outputs to the converter's. After that the model is read back
+with the LiteRT interpreter: integer I/O is asserted, scale/zero point recorded, and every op still
+computing in float is reported.
 
 int8 fallback ladder (formats.TFLITE_INT8_LADDER, walked by edgexfer.export.guardrail when
 `tflite-int8` misses its gate; each rung is a variant built here, the best passing one is kept):
@@ -29,7 +33,8 @@ import numpy as np
 
 from edgexfer._deps import require
 from edgexfer.errors import ConversionError
-from edgexfer.export._keras import calibration_images, saved_model
+from edgexfer.export import tflite_metadata
+from edgexfer.export._keras import INPUT_NAME, OUTPUT_NAME, calibration_images, saved_model
 
 _INTEGER = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16}
 
@@ -50,6 +55,7 @@ def convert(job: dict[str, Any]) -> dict[str, Any]:
         content = _convert_int8(tf, converter, job, details)
     else:
         content = _run(converter)
+    content = _with_metadata(content, job["metadata"], details)
     path = Path(job["out_dir"]) / "model.tflite"
     path.write_bytes(content)
     result = {"files": [path.name], "details": details}
@@ -62,6 +68,41 @@ def _run(converter: Any) -> bytes:
         return converter.convert()
     except Exception as exc:  # the converter raises ConverterError / RuntimeError / ValueError
         raise ConversionError(f"TFLiteConverter failed: {str(exc).strip().splitlines()[-1][:500]}") from exc
+
+
+def _with_metadata(content: bytes, metadata: dict[str, Any], details: dict[str, Any]) -> bytes:
+    """The converted model with TFLITE_METADATA, named I/O and labels.txt; its outputs must not change."""
+    meta = tflite_metadata.classifier_metadata(metadata, INPUT_NAME, OUTPUT_NAME)
+    populated = tflite_metadata.populate(content, meta, list(metadata["labels"]))
+    difference = _output_difference(content, populated)
+    if difference != 0.0:
+        raise ConversionError(f"Expected the same outputs with and without {tflite_metadata.METADATA_NAME}. "
+                              f"Received: a largest difference of {difference}.")
+    details["metadata"] = {"name": tflite_metadata.METADATA_NAME, "associated_files": [meta.labels_file],
+                           "input": INPUT_NAME, "output": OUTPUT_NAME}
+    return populated
+
+
+def _output_difference(original: bytes, populated: bytes) -> float:
+    """Largest absolute output difference of two models on one fixed pseudo-random input (0.0: identical)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    outputs = []
+    for content in (original, populated):
+        interp = Interpreter(model_content=content, num_threads=1)
+        interp.allocate_tensors()
+        inp = interp.get_input_details()[0]
+        info = np.iinfo(inp["dtype"]) if np.issubdtype(inp["dtype"], np.integer) else None
+        low, high = (info.min, info.max) if info else (0, 255)
+        x = np.random.default_rng(0).integers(low, high, inp["shape"], endpoint=True).astype(inp["dtype"])
+        interp.set_tensor(inp["index"], x)
+        interp.invoke()
+        outputs.append(interp.get_tensor(interp.get_output_details()[0]["index"]).astype(np.float64))
+    if outputs[0].shape != outputs[1].shape:
+        return float("inf")
+    if np.array_equal(outputs[0], outputs[1], equal_nan=True):
+        return 0.0
+    return float(np.max(np.abs(outputs[0] - outputs[1])))  # NaN where only one of them is NaN
 
 
 def _convert_int8(tf: Any, converter: Any, job: dict[str, Any], details: dict[str, Any]) -> bytes:
