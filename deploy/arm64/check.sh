@@ -28,9 +28,12 @@ BUNDLE="${BUNDLE:-$REPO/demo/bundle}"
 IMAGES="${IMAGES:-$REPO/demo/images/test}"
 RESULT="${RESULT:-$REPO/benchmarks/results/arm64_check.json}"
 FORMATS="${FORMATS:-tflite,tflite-int8,onnx}"
-MIRROR="${MIRROR:-$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null \
-  || true)}"
-MIRROR="${MIRROR:-http://deb.debian.org/debian}"
+# The Debian mirror this machine's apt already uses (deb822 sources first, then one-line sources), or $MIRROR.
+apt_mirror() {
+  awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null
+  awk '$1 == "deb" && $2 !~ /security/ && $2 !~ /^\[/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null
+}
+MIRROR="${MIRROR:-$(apt_mirror | head -1)}"
 NICE=(nice -n 19 ionice -c 3)
 
 # pip matches only the platform tags it is given: every manylinux_2_N up to bookworm's glibc 2.36.
@@ -113,6 +116,7 @@ verdict() {  # compare on x86 and write the result with the host's machine recor
 }
 
 [ "$(id -u)" = 0 ] || die "needs root (debootstrap, chroot and mounts)"
+[ -n "$MIRROR" ] || die "no Debian mirror found in /etc/apt/sources.list(.d); set MIRROR=URL of a Debian mirror"
 [ -f "$BUNDLE/manifest.json" ] || die "no bundle at $BUNDLE (run \`make demo\` first, or set BUNDLE=...)"
 [ -d "$IMAGES" ] || die "no held-out images at $IMAGES (run \`make demo\` first, or set IMAGES=...)"
 case "${1:-all}" in

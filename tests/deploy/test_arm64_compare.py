@@ -76,3 +76,19 @@ def test_fake_cpuinfo_looks_like_a_cortex_a72(compare, capsys):
 
 def test_check_script_is_valid_bash():
     assert subprocess.run(["bash", "-n", str(CHECK)], capture_output=True).returncode == 0
+
+
+def test_check_names_no_mirror_host_and_reads_apt(tmp_path):
+    """The Debian mirror comes from apt's configuration (or $MIRROR), never from a host in the repository."""
+    import re
+
+    text = CHECK.read_text()
+    assert not re.search(r"https?://[a-z0-9.-]+\.(org|com|net)", text)
+    sources = tmp_path / "sources.list.d"
+    sources.mkdir()
+    (sources / "debian.sources").write_text("Types: deb\nURIs: http://mirror.invalid/debian\nSuites: bookworm\n\n"
+                                            "Types: deb\nURIs: http://mirror.invalid/debian-security\n")
+    func = re.search(r"^apt_mirror\(\) \{.*?^\}", text, re.S | re.M).group(0)
+    func = func.replace("/etc/apt/sources.list.d", str(sources)).replace("/etc/apt/sources.list", "/nonexistent")
+    out = subprocess.run(["bash", "-c", f"{func}\napt_mirror | head -1"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "http://mirror.invalid/debian"
