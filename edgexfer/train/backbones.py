@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from edgexfer.errors import UserError
 from edgexfer.manifest import sha256_file
@@ -23,6 +23,13 @@ Builder = Callable[[tuple[int, int, int], "str | None"], Any]
 #: ImageNet "caffe" mean in BGR order (keras.applications.imagenet_utils, mode="caffe").
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 PREPROCESS_PREFIX = "preprocess_"
+
+
+class LocalWeights(NamedTuple):
+    """ImageNet weights that an installed package ships as a local file, and their provenance for run.json."""
+
+    path: Path
+    info: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,7 @@ class BackboneSpec:
     own_rescaling: bool  # True when the Keras application already contains its Rescaling layer
     description: str = ""
     shipped_weights: str | None = None  # file relative to the models dir: "default" weights are offline
+    imagenet_weights: Callable[[], LocalWeights] | None = None  # "imagenet" resolves to a local file (offline)
 
 
 @dataclass
@@ -59,12 +67,13 @@ _REGISTRY: dict[str, BackboneSpec] = {}
 
 
 def register(name: str, *, default_size: int, min_size: int, preprocessing: str, own_rescaling: bool,
-             description: str = "", shipped_weights: str | None = None) -> Callable[[Builder], Builder]:
+             description: str = "", shipped_weights: str | None = None,
+             imagenet_weights: Callable[[], LocalWeights] | None = None) -> Callable[[Builder], Builder]:
     """Decorator: add a builder to the registry under `name`."""
 
     def decorate(builder: Builder) -> Builder:
         _REGISTRY[name] = BackboneSpec(name, builder, default_size, min_size, preprocessing, own_rescaling,
-                                       description, shipped_weights)
+                                       description, shipped_weights, imagenet_weights)
         return builder
 
     return decorate
@@ -87,7 +96,8 @@ def get_backbone(name: str) -> BackboneSpec:
 def resolve_weights(spec: BackboneSpec, weights: str | None) -> tuple[str | None, str]:
     """Map the user's `weights` to (argument for the builder, description for run.json).
 
-    "default" means the shipped offline file for shipped backbones and ImageNet otherwise.
+    "default" means the shipped offline file for shipped backbones and ImageNet otherwise. ImageNet is
+    a download for keras.applications backbones and a local file for those with `imagenet_weights`.
     """
     choice = "default" if weights is None else str(weights)
     if choice == "default":
@@ -98,6 +108,8 @@ def resolve_weights(spec: BackboneSpec, weights: str | None) -> tuple[str | None
         if spec.shipped_weights:
             raise UserError(f"Backbone '{spec.name}' has no ImageNet weights. Use --weights default (the "
                             "shipped file), none, or a path to a local weights file.")
+        if spec.imagenet_weights:
+            return str(spec.imagenet_weights().path), "imagenet"
         return "imagenet", "imagenet"
     path = Path(choice).expanduser()
     if not path.is_file():
@@ -127,7 +139,14 @@ def build_backbone(name: str, weights: str | None = "default", image_size: int |
     arg, source = resolve_weights(spec, weights)
     model = _call_builder(spec, (height, width, 3), arg)
     sha = sha256_file(arg) if arg not in (None, "imagenet") else None
-    return BuiltBackbone(model, spec, source, sha, int(model.output_shape[-1]))
+    return BuiltBackbone(model, spec, source, sha, int(model.output_shape[-1]), _weights_info(spec, source, arg))
+
+
+def _weights_info(spec: BackboneSpec, source: str, arg: str | None) -> dict[str, Any]:
+    """Where local ImageNet weights came from (file, package, version), for run.json."""
+    if source != "imagenet" or spec.imagenet_weights is None:
+        return {}
+    return {"weights_file": arg, **spec.imagenet_weights().info}
 
 
 def normalize_size(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -254,5 +273,6 @@ def flat_layers(model: Any) -> list[Any]:
     return leaves
 
 
-# The shipped offline backbone registers itself on import (kept in its own module).
+# Backbones kept in their own modules (the shipped one, EfficientNet-Lite) register themselves on import.
 from edgexfer.train import shipped as _shipped  # noqa: E402,F401  pylint: disable=wrong-import-position
+from edgexfer.train import efficientnet_lite as _efficientnet_lite  # noqa: E402,F401  pylint: disable=C0413
