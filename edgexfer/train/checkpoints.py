@@ -44,6 +44,7 @@ class State:
     wait: int = 0
     last: str | None = None  # weights file of the latest checkpoint
     interrupted: bool = False
+    head_fit: dict[str, Any] | None = None  # how stage 1 fitted the head on cached features (stages.HeadFit)
 
     def start_stage(self, stage: int) -> None:
         if self.stage != stage:

@@ -201,13 +201,7 @@ class _Run:
         elif self.adapt.enabled:  # the checkpoint holds the adapted statistics
             self.adapt_record = {"method": "AdaBN", "restored_from_checkpoint": True}
         if state.stage == 1 and not state.stage_done:
-            mode = "through the frozen backbone (augmentation on)" if hp.augment else "on cached backbone features"
-            self.say(f"Stage 1: training the head {mode}, up to {hp.epochs} epochs.")
-            if hp.augment:
-                stages.stage1_through(self.classifier, self.built.model, hp.epochs, hp.learning_rate, fit, True,
-                                      state.epoch)
-            else:
-                stages.stage1_cached(self.built.model, self.head, hp.epochs, hp.learning_rate, fit, state.epoch)
+            self._stage1(fit)
             self.ckpt.finish_stage()
         if hp.fine_tune_layers and not (state.stage == 2 and state.stage_done):
             if state.stage == 1:
@@ -218,6 +212,22 @@ class _Run:
             self.unfrozen = stages.stage2(self.classifier, self.built.model, hp.fine_tune_layers, hp.fine_tune_epochs,
                                           hp.fine_tune_lr, fit, hp.augment, state.epoch)
             self.ckpt.finish_stage()
+
+    def _stage1(self, fit: Any) -> None:
+        """Augmentation on: epochs of Adam through the frozen backbone. Off: the converged fit on cached features."""
+        from edgexfer.train import stages
+
+        hp = self.hp
+        if hp.augment:
+            self.say(f"Stage 1: training the head through the frozen backbone (augmentation on), up to {hp.epochs} "
+                     "epochs.")
+            stages.stage1_through(self.classifier, self.built.model, hp.epochs, hp.learning_rate, fit, True,
+                                  self.ckpt.state.epoch)
+            return
+        self.say("Stage 1: fitting the head to convergence on cached backbone features (L-BFGS logistic "
+                 "regression; --epochs and --learning-rate apply to stage 1 only with --augment).")
+        head = stages.stage1_cached(self.built.model, self.head, hp.epochs, hp.learning_rate, fit)
+        self.say(f"Stage 1: {head.summary()}")
 
     def _adapt_batchnorm(self) -> None:
         """AdaBN on every unlabelled target image this run has (labels are never read)."""
@@ -275,6 +285,7 @@ class _Run:
         backbone = {**self.built.record(), "fine_tuned_layers": self.unfrozen}
         extra = {"status": status, "resumed": self.resumed, "train_seconds": round(seconds, 2),
                  "stage1_mode": "through_backbone" if self.hp.augment else "cached_features",
+                 "stage1_fit": None if self.hp.augment else self.ckpt.state.head_fit,
                  "strategy_requested": self.strategy_name, "image_size": list(self.size),
                  "labels_per_class": getattr(self.dataset, "info", {}).get("labels_per_class"),
                  "adapt_bn": self.adapt_record if self.adapt.enabled else None}
