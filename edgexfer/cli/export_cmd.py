@@ -6,6 +6,7 @@ command runs. Errors are edgexfer exceptions: the group prints "Error: ..." with
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -34,8 +35,16 @@ def _parse_gates(ctx: click.Context, param: click.Parameter, values: tuple[str, 
     return gates or None
 
 
+def _run_or_pretrained(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A run directory, or 'pretrained:NAME' (the ImageNet classifier itself, no training step)."""
+    if value.startswith("pretrained:") or Path(value).is_dir():
+        return value
+    raise click.BadParameter(f"Expected a run directory (from `edgexfer train`) or pretrained:NAME, e.g. "
+                             f"pretrained:efficientnet_lite0. Received: {value!r}, which is not a directory.")
+
+
 @click.command("export")
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("run_dir", callback=_run_or_pretrained, metavar="RUN_DIR|pretrained:NAME")
 @click.option("--out", "-o", required=True, type=click.Path(), help="Bundle directory to create.")
 @click.option("--formats", callback=_split_formats, metavar="LIST",
               help=f"Comma-separated formats (default: every installed one). Known: {','.join(list_formats())}.")
@@ -61,7 +70,8 @@ def _parse_gates(ctx: click.Context, param: click.Parameter, values: tuple[str, 
 def export(run_dir: str, out: str, formats: list[str] | None, calibration_samples: int, int8_io: str,
            max_drop: float | None, parity_samples: int | None, parallel: int | None, gates: dict | None,
            strict: bool, force: bool, archive: bool) -> None:
-    """Export RUN_DIR (model.keras + run.json) to ONNX / TFLite / OpenVINO with parity checks."""
+    """Export RUN_DIR (model.keras + run.json), or the pretrained ImageNet classifier pretrained:NAME, to
+    ONNX / TFLite / OpenVINO with parity checks."""
     from edgexfer.export import export as run_export
 
     result = run_export(run_dir, out, formats=formats, calibration_samples=calibration_samples,

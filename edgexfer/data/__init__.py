@@ -22,6 +22,7 @@ from edgexfer.data.folder_writer import write_image_folder
 from edgexfer.data.images import IMAGE_EXTENSIONS, decode_file, resize_rgb, to_rgb
 from edgexfer.data.pipeline import AugmentConfig
 from edgexfer.data.synth import colorize
+from edgexfer.data import photos as _photos  # noqa: E402,F401  registers builtin:photos
 
 __all__ = [
     "AugmentConfig",

@@ -24,7 +24,7 @@ from edgexfer.errors import ParityError, UserError
 from edgexfer.export import bundle as _bundle
 from edgexfer.export.formats import FormatSpec, Gate, gates_for, resolve_formats
 from edgexfer.export.parity import ParityResult, compare, format_markdown, format_table
-from edgexfer.export.worker import Batch, raise_for, run_chains
+from edgexfer.export.worker import Batch, raise_for, run_batches, run_chains
 from edgexfer.manifest import Manifest
 from edgexfer.record import MODEL_FILE, RunRecord
 
@@ -76,18 +76,20 @@ def export(run_dir: str | Path, out: str | Path, *, formats: Any = None, calibra
     settings = _validate(calibration_samples, int8_io, max_drop, parity_samples, parallel)
     specs = resolve_formats(formats)
     gate_map = gates_for(specs, gates, max_drop)
-    run_dir = Path(run_dir).resolve()
-    record = RunRecord.load(run_dir)
-    if not (run_dir / MODEL_FILE).is_file():
-        raise UserError(f"Expected {MODEL_FILE} in the run directory {run_dir}. Re-run `edgexfer train`.")
-    status = record.training.get("status")
-    if status not in (None, "complete"):  # None: a run written by hand or by an older edgexfer
-        raise UserError(f"Expected a run whose training finished. Received: {run_dir} with training status "
-                        f"{status!r}. Continue it with `edgexfer train ... --resume` or train it again.")
+    pretrained = pretrained_source(run_dir)
+    if not pretrained:
+        run_dir = Path(run_dir).resolve()
+        record = open_run(run_dir)
     settings.update(formats=[s.name for s in specs], gates={n: g.to_dict() for n, g in gate_map.items()},
                     strict=bool(strict))
     started = time.perf_counter()
     with _bundle.Staging(out, force=force, archive=archive) as staging:
+        if pretrained:
+            run_dir = materialise_pretrained(pretrained, staging.work)
+            record = open_run(run_dir)
+        if record.training.get("label_source") == "reference":
+            gate_map = gates_for(specs, gates, max_drop, labelled=False)
+            settings["gates"] = {n: g.to_dict() for n, g in gate_map.items()}
         ctx = _Context(record, run_dir, staging.root, staging.work, settings, gate_map, staging.out.name)
         manifest, results = _build(ctx, specs)
         zip_path = staging.commit(manifest)
@@ -98,6 +100,39 @@ def export(run_dir: str | Path, out: str | Path, *, formats: Any = None, calibra
             f"{len(result.failed)} artifact(s) failed parity or conversion: {', '.join(result.failed)} "
             f"(strict). The bundle {result.bundle} was written with them marked failed.\n" + result.table())
     return result
+
+
+def open_run(run_dir: Path) -> RunRecord:
+    """The run's record, after checking that it holds a model whose training finished."""
+    record = RunRecord.load(run_dir)
+    if not (run_dir / MODEL_FILE).is_file():
+        raise UserError(f"Expected {MODEL_FILE} in the run directory {run_dir}. Re-run `edgexfer train`.")
+    status = record.training.get("status")
+    if status not in (None, "complete"):  # None: a run written by hand or by an older edgexfer
+        raise UserError(f"Expected a run whose training finished. Received: {run_dir} with training status "
+                        f"{status!r}. Continue it with `edgexfer train ... --resume` or train it again.")
+    return record
+
+
+def pretrained_source(run_dir: Any) -> str | None:
+    """'pretrained:NAME' checked (before any heavy work), or None for a run directory."""
+    from edgexfer.train.pretrained import is_pretrained, pretrained_name
+
+    if not is_pretrained(str(run_dir)):
+        return None
+    pretrained_name(str(run_dir))
+    return str(run_dir)
+
+
+def materialise_pretrained(source: str, work: Path) -> Path:
+    """Build the pretrained classifier's run directory in a conversion child (Keras lives there)."""
+    from edgexfer.train.pretrained import pretrained_name
+
+    run_dir = work / "pretrained-run"
+    job = {"name": "pretrained", "converter": "edgexfer.train.pretrained:materialise", "out_dir": str(run_dir),
+           "options": {"name": pretrained_name(source)}}
+    raise_for(source, run_batches([Batch("pretrained", [job], work)])["pretrained"])
+    return run_dir
 
 
 def _validate(calibration_samples: int, int8_io: str, max_drop: float | None, parity_samples: int | None,
@@ -140,6 +175,8 @@ def _build(ctx: _Context, specs: list[FormatSpec]) -> tuple[Manifest, dict[str, 
     if not any(outcomes[s.name]["ok"] for s in specs):  # nothing to keep: the first child's own error
         raise_for(specs[0].name, outcomes[specs[0].name])
     ctx.reference = np.load(paths["reference"])
+    if ctx.record.training.get("label_source") == "reference":  # no labelled test set (pretrained:NAME)
+        ctx.y_test = ctx.reference.argmax(1)
     manifest = _bundle.make_manifest(ctx.name, ctx.record, {})
     results: dict[str, ParityResult] = {}
     for spec in specs:
@@ -172,7 +209,8 @@ def _prepare_data(ctx: _Context, specs: list[FormatSpec]) -> dict[str, str]:
         paths["calibration"] = str(ctx.work / "calibration.npy")
         np.save(paths["calibration"], pool)
         ctx.settings["calibration_pool"] = int(len(pool))
-    if any(s.family == "openvino" and s.calibrated for s in specs):  # NNCF accuracy control (max_drop, ladder)
+    labelled = ctx.record.training.get("label_source") != "reference"
+    if labelled and any(s.family == "openvino" and s.calibrated for s in specs):  # NNCF accuracy control
         x_val, y_val = _data.validation_images(ctx.record, size)
         paths["validation"] = str(ctx.work / "validation.npz")
         np.savez(paths["validation"], x=x_val, y=y_val)
@@ -255,7 +293,8 @@ def _finish(ctx: _Context, manifest: Manifest, results: dict[str, ParityResult])
     ctx.settings["children"] = ctx.children
     manifest.provenance = _bundle.provenance(ctx.record, ctx.run_dir, ctx.settings)
     manifest.provenance["parity_reference"] = {"model": "keras float32", "split": "test",
-                                               "n": int(len(ctx.y_test)), "accuracy": ref_acc}
+                                               "n": int(len(ctx.y_test)), "accuracy": ref_acc,
+                                               "labels": ctx.record.training.get("label_source", "data")}
     parity = {"reference": manifest.provenance["parity_reference"],
               "artifacts": {n: r.to_dict() for n, r in results.items()}}
     _bundle.write_reports(ctx.root, parity, format_markdown(results, _sizes(manifest), len(ctx.y_test)))

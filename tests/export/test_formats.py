@@ -83,3 +83,13 @@ def test_import_is_cheap():
             "'ai_edge_litert', 'nncf') if m in sys.modules]; print(heavy); sys.exit(bool(heavy))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_unlabelled_parity_gates_int8_on_agreement():
+    """pretrained:NAME has no labels: int8 is gated on tie-aware agreement; fp32/fp16 keep their gates."""
+    from edgexfer.export.formats import FP32_GATE, UNLABELLED_INT8_GATE
+
+    specs = resolve_formats(["onnx", "tflite-int8", "openvino-int8"])
+    gates = gates_for(specs, {"openvino-int8": {"min_agreement": 90}}, max_drop=0.5, labelled=False)
+    assert gates["onnx"] == FP32_GATE and gates["tflite-int8"] == UNLABELLED_INT8_GATE
+    assert gates["tflite-int8"].max_acc_drop is None and gates["openvino-int8"].min_agreement == 90
