@@ -37,6 +37,25 @@ class IntegrityError(UserError):
     """A file does not match the checksum recorded in the manifest, or a bundle is malformed/unsafe."""
 
 
+class ManifestError(IntegrityError):
+    """manifest.json is not a valid manifest (not UTF-8 JSON, a field of the wrong type or missing);
+    the message names the field, so a hand-edited or damaged bundle is fixed where it is wrong."""
+
+
+class UnsafeBundleError(IntegrityError):
+    """A bundle or bundle archive would read or write outside its folder (a path with '..', an absolute
+    path, a link out), or an archive exceeds the extraction limits (size, entries, compression ratio)."""
+
+
+class ImageError(DataError):
+    """One image cannot be used (unreadable, undecodable, too many pixels, wrong shape). Raised per image,
+    so the other images of a call are still classified."""
+
+
+class ModelClosedError(UserError):
+    """A model (or runner) was used after `close()`; load it again."""
+
+
 class ParityError(EdgexferError):
     """An exported artifact does not agree with the reference Keras model within its gate."""
 

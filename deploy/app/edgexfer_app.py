@@ -17,6 +17,10 @@ SIGTERM / SIGINT: the batch already started is finished and written, then the ap
 is classified once: it is remembered (in memory, and in --state FILE across restarts) and, with --move-to
 DIR, moved out of the folder after its result is written (unreadable files go to DIR/failed).
 
+Watched files are read only once complete (renamed in, or unchanged for --settle seconds), a damaged last
+line of --state is skipped with a warning, and images over --max-pixels give an error line: WATCH_RULES
+below, printed by --help, says exactly how.
+
 Uses only `edgexfer.runtime`, numpy, PIL and the standard library: it runs with `pip install
 'edgexfer[cpu]'` (or `[gpu]`) and never imports TensorFlow.
 """
@@ -37,10 +41,18 @@ from typing import Any, Iterable, TextIO
 
 import numpy as np
 
-from edgexfer.errors import EdgexferError
+from edgexfer.errors import EdgexferError, UserError
 from edgexfer.runtime import load
 from edgexfer.runtime.inputs import IMAGE_SUFFIXES, load_image
 
+WATCH_RULES = """\
+Watched folder: a file is read once it is complete, that is when it was renamed into the folder (write it
+elsewhere, or under a dot-name or a non-image suffix, then rename it: always safe), or when its size and
+mtime have not changed for --settle seconds (default 2; a copy that pauses for longer can still be read
+early). A file that fails to decode and changed meanwhile is not failed: it is read again once it settles.
+--state FILE holds one JSON line per classified file; a damaged line (an append cut short by a power cut)
+is skipped with a warning and the others are kept, so the app always starts.
+Images over --max-pixels (default 64000000, from the file header, before decoding) give an error line."""
 DONE = object()  # a source puts this on the queue when it will put nothing more
 _TEST_DELAY_ENV = "EDGEXFER_APP_BATCH_DELAY"  # test hook: seconds to hold a started batch (signal tests)
 
@@ -57,7 +69,8 @@ class Item:
 
 # -- command line ------------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="edgexfer-app", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="edgexfer-app", description=__doc__.split("\n\n")[0], epilog=WATCH_RULES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", help="bundle folder or .zip, or one .onnx/.tflite/.xml file")
     p.add_argument("--watch", metavar="DIR", help="poll DIR for new image files")
     p.add_argument("--stdin", action="store_true", help="read image paths from stdin, one a line")
@@ -71,29 +84,41 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, help="engine threads (default: the engine's choice)")
     p.add_argument("--poll-interval", type=float, default=0.5, metavar="S", help="seconds between scans")
+    p.add_argument("--settle", type=float, default=2.0, metavar="S",
+                   help="seconds a watched file's size and mtime must stay unchanged before it is read "
+                        "(files renamed into the folder are read at once)")
+    p.add_argument("--max-pixels", type=int, metavar="N", help="largest image decoded (width x height; "
+                   "default EDGEXFER_MAX_IMAGE_PIXELS or 64000000)")
     p.add_argument("--move-to", metavar="DIR", help="move watched files here once their result is written")
-    p.add_argument("--state", metavar="FILE", help="remember classified watched files across restarts")
+    p.add_argument("--state", metavar="FILE", help="remember classified watched files across restarts "
+                   "(a damaged last line is skipped with a warning)")
     p.add_argument("--once", action="store_true", help="classify what is in --watch now, then exit")
     args = p.parse_args(argv)
     if not (args.watch or args.stdin or args.camera is not None):
         p.error("give at least one source: --watch DIR, --stdin or --camera INDEX")
-    if args.batch_size < 1 or args.top_k < 1 or args.poll_interval <= 0:
-        p.error("--batch-size and --top-k must be >= 1 and --poll-interval > 0")
+    if args.batch_size < 1 or args.top_k < 1 or args.poll_interval <= 0 or args.settle < 0:
+        p.error("--batch-size and --top-k must be >= 1, --poll-interval > 0 and --settle >= 0")
+    if args.max_pixels is not None and args.max_pixels < 1:
+        p.error("--max-pixels must be >= 1")
     return args
 
 
 # -- sources (each runs in its own daemon thread and feeds one queue) ----------------------------------
 class Watcher:
-    """Polls a folder; a file is queued once its size and mtime stay the same for one poll.
+    """Polls a folder and queues each new image file once it is complete (see WATCH_RULES).
 
-    Why the stability check: a file still being copied into the folder would otherwise be read half-written.
-    `--once` skips it (the files are assumed complete) and scans a single time.
+    Why two signs of "complete": a file renamed into the folder was finished before it appeared (its ctime,
+    set by the rename, is later than its mtime; the same when `cp -p` or rsync set the times at the end),
+    while a file written in place can only be judged by its size and mtime staying the same for `settle`
+    seconds (at least one poll). `--once` takes every file as it is (assumed complete) and scans once.
     """
 
-    def __init__(self, folder: Path, interval: float, remembered: set[tuple], once: bool) -> None:
-        self.folder, self.interval, self.once = folder, interval, once
+    def __init__(self, folder: Path, interval: float, remembered: set[tuple], once: bool, settle: float = 2.0,
+                 clock: Any = time.monotonic) -> None:
+        self.folder, self.interval, self.once, self.settle = folder, interval, once, settle
         self.queued: set[tuple] = set(remembered)
-        self._last: dict[str, tuple] = {}
+        self._clock = clock
+        self._seen: dict[str, tuple[tuple, float]] = {}  # path -> (key, when this key was first seen)
 
     def run(self, out: queue.Queue, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -105,16 +130,22 @@ class Watcher:
         out.put(DONE)
 
     def scan(self, stable_only: bool) -> list[Item]:
-        """New image files, oldest first (the order a camera or uploader wrote them)."""
-        current = dict(self._stat_all())
-        ready = [(key, p) for p, key in current.items() if key not in self.queued
-                 and (not stable_only or self._last.get(p) == key)]
-        self._last = current
+        """New complete image files, oldest first (the order a camera or uploader wrote them)."""
+        now, seen, ready = self._clock(), {}, []
+        for path, key, renamed in self._stat_all():
+            previous = self._seen.get(path)
+            steady = previous is not None and previous[0] == key
+            seen[path] = (key, previous[1] if steady else now)
+            if key in self.queued:
+                continue
+            if not stable_only or renamed or (steady and now - previous[1] >= self.settle):
+                ready.append((key, path))
+        self._seen = seen
         ready.sort(key=lambda kp: (kp[0][1], kp[1]))
         self.queued.update(key for key, _ in ready)
         return [Item(p, "watch", key=key) for key, p in ready]
 
-    def _stat_all(self) -> Iterable[tuple[str, tuple]]:
+    def _stat_all(self) -> Iterable[tuple[str, tuple, bool]]:
         try:
             entries = list(os.scandir(self.folder))
         except OSError as exc:  # the folder may be an unmounted card: keep polling, say so once per poll
@@ -126,9 +157,24 @@ class Watcher:
             try:
                 if e.is_file():
                     st = e.stat()
-                    yield e.path, (e.path, st.st_mtime_ns, st.st_size)
+                    yield e.path, file_key(e.path, st), st.st_ctime_ns > st.st_mtime_ns
             except OSError:  # removed between scandir and stat
                 continue
+
+
+def file_key(path: str, st: os.stat_result) -> tuple:
+    """What identifies one version of a watched file (also the row --state stores)."""
+    return (path, st.st_mtime_ns, st.st_size)
+
+
+def changed_since_queued(item: Item) -> bool:
+    """True when a watched file's size or mtime changed after it was queued: it was still being written."""
+    if item.source != "watch" or item.key is None:
+        return False
+    try:
+        return file_key(item.path, os.stat(item.path)) != item.key
+    except OSError:  # gone: its error stands
+        return False
 
 
 def read_stdin(stream: TextIO, out: queue.Queue, stop: threading.Event) -> None:
@@ -197,10 +243,10 @@ def _take(got: Any, batch: list[Item], sources: list[int]) -> None:
         batch.append(got)
 
 
-def classify_batch(model: Any, batch: list[Item], top_k: int) -> list[dict[str, Any]]:
+def classify_batch(model: Any, batch: list[Item], top_k: int, max_pixels: int | None = None) -> list[dict[str, Any]]:
     """One record per item, in order. Unreadable images get an error record; the rest run as one call."""
     start = time.perf_counter()
-    images, errors = _decode(model, batch)
+    images, errors = _decode(model, batch, max_pixels)
     good = [i for i in range(len(batch)) if i not in errors]
     tops: list = []
     infer_ms = 0.0
@@ -216,15 +262,18 @@ def classify_batch(model: Any, batch: list[Item], top_k: int) -> list[dict[str, 
     return [_record(item, by_index.get(i), errors.get(i), common) for i, item in enumerate(batch)]
 
 
-def _decode(model: Any, batch: list[Item]) -> tuple[dict[int, np.ndarray], dict[int, str]]:
+def _decode(model: Any, batch: list[Item], max_pixels: int | None
+            ) -> tuple[dict[int, np.ndarray], dict[int, str]]:
     images, errors = {}, {}
     for i, item in enumerate(batch):
         try:
-            src = item.frame if item.frame is not None else item.path
-            images[i] = _resize_frame(src, model) if item.frame is not None else load_image(src, model.input_spec)
+            if item.frame is not None:
+                images[i] = _resize_frame(item.frame, model)
+            else:
+                images[i] = load_image(item.path, model.input_spec, max_pixels)
         except EdgexferError as exc:
             errors[i] = str(exc)
-        except Exception as exc:  # noqa: BLE001  (e.g. PIL's DecompressionBombError): report, keep running
+        except Exception as exc:  # noqa: BLE001  (a decoder error nobody foresaw): report it, keep running
             errors[i] = f"{type(exc).__name__}: {exc}"
     return images, errors
 
@@ -258,17 +307,41 @@ class Done:
         self.move_to = Path(move_to) if move_to else None
 
     def remembered(self) -> set[tuple]:
+        """The keys in --state. Why tolerant: a power cut mid-append leaves a torn last line, and refusing to
+        start on it would be a crash loop under systemd; that line is skipped (its file is read again)."""
         if self.state is None or not self.state.is_file():
             return set()
-        rows = (json.loads(line) for line in self.state.read_text().splitlines() if line.strip())
-        return {tuple(r) for r in rows}
+        try:
+            data = self.state.read_bytes()
+        except OSError as exc:
+            raise UserError(f"Expected a readable --state file. Received: {self.state} ({exc}). Fix its "
+                            "permissions, or point --state at another file.") from exc
+        lines, damaged = parse_state(data)
+        if damaged:
+            print(f"edgexfer-app: warning: skipped {len(damaged)} damaged line(s) of --state {self.state} "
+                  f"(line {', '.join(map(str, damaged))}; a write cut short, e.g. by a power cut); kept the other "
+                  f"{len(lines)}", file=sys.stderr, flush=True)
+        if damaged or (data and not data.endswith(b"\n")):
+            self._rewrite(lines)  # so the next append starts on a line of its own
+        return {tuple(json.loads(line)) for line in lines}
+
+    def _rewrite(self, lines: list[bytes]) -> None:
+        tmp = self.state.with_name(self.state.name + ".tmp")
+        try:
+            tmp.write_bytes(b"".join(line + b"\n" for line in lines))
+            os.replace(tmp, self.state)
+        except OSError as exc:
+            print(f"edgexfer-app: warning: could not repair --state {self.state}: {exc}", file=sys.stderr)
 
     def mark(self, item: Item, failed: bool) -> None:
         if item.source != "watch":
             return
         if self.state is not None:
-            with self.state.open("a") as f:
-                f.write(json.dumps(list(item.key)) + "\n")
+            try:
+                with self.state.open("a") as f:
+                    f.write(json.dumps(list(item.key)) + "\n")
+            except OSError as exc:  # a full or read-only card: keep classifying, say why
+                print(f"edgexfer-app: warning: could not append to --state {self.state}: {exc}", file=sys.stderr)
         if self.move_to is not None:
             self._move(Path(item.path), self.move_to / "failed" if failed else self.move_to)
 
@@ -286,6 +359,26 @@ class Done:
             print(f"edgexfer-app: could not move {path} to {folder}: {exc}", file=sys.stderr)
 
 
+def parse_state(data: bytes) -> tuple[list[bytes], list[int]]:
+    """The well-formed lines of a --state file ([path, mtime_ns, size]) and the numbers of the damaged ones."""
+    good, damaged = [], []
+    for number, line in enumerate(data.split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            damaged.append(number)
+            continue
+        ok = (isinstance(row, list) and len(row) == 3 and isinstance(row[0], str)
+              and all(isinstance(v, int) and not isinstance(v, bool) for v in row[1:]))
+        if ok:
+            good.append(line.strip())
+        else:
+            damaged.append(number)
+    return good, damaged
+
+
 # -- main loop ---------------------------------------------------------------------------------------------
 def install_signal_handlers(stop: threading.Event) -> None:
     """SIGTERM (systemd, docker stop) and SIGINT only ask to stop: the batch in flight still completes."""
@@ -301,7 +394,7 @@ def start_sources(args: argparse.Namespace, items: queue.Queue, stop: threading.
     """Starts one daemon thread per source and returns how many there are."""
     targets = []
     if args.watch:
-        watcher = Watcher(Path(args.watch), args.poll_interval, done.remembered(), args.once)
+        watcher = Watcher(Path(args.watch), args.poll_interval, done.remembered(), args.once, args.settle)
         targets.append((watcher.run, (items, stop)))
     if args.stdin:
         targets.append((read_stdin, (sys.stdin, items, stop)))
@@ -316,7 +409,18 @@ def start_sources(args: argparse.Namespace, items: queue.Queue, stop: threading.
     return len(targets)
 
 
+def _quiet_pil_bomb_warning() -> None:
+    """The runtime refuses images over its pixel limit from the header with an error line of its own; PIL's
+    DecompressionBombWarning for the same image would only be noise on stderr (this process is ours)."""
+    import warnings  # noqa: PLC0415
+
+    from PIL import Image  # noqa: PLC0415
+
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
 def run(args: argparse.Namespace, out: TextIO) -> int:
+    _quiet_pil_bomb_warning()
     stop = threading.Event()
     install_signal_handlers(stop)
     model = load(args.bundle, format=args.artifact, backend=args.backend, device=args.device,
@@ -330,7 +434,11 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             if not batch:
                 return 0
             print(f"edgexfer-app: batch started n={len(batch)}", file=sys.stderr, flush=True)
-            for item, record in zip(batch, classify_batch(model, batch, args.top_k)):
+            for item, record in zip(batch, classify_batch(model, batch, args.top_k, args.max_pixels)):
+                if "error" in record and changed_since_queued(item):
+                    print(f"edgexfer-app: {item.path} changed while it was read (still being written?); it is "
+                          "read again once it settles", file=sys.stderr, flush=True)
+                    continue
                 out.write(json.dumps(record) + "\n")
                 out.flush()
                 done.mark(item, failed="error" in record)

@@ -1,6 +1,11 @@
 """`edgexfer predict BUNDLE IMAGES...`: classify images with a bundle (no TensorFlow).
 
 Only click and light edgexfer modules are imported here; the engine is imported by `load()`.
+
+Per-file results: an image that cannot be read gets an error line (text: "Error: <reason naming the file>" on
+stderr; --json: {"path", "error"} on stdout, in order) and the others are still classified. Exit status:
+0 when every image was classified, 1 when any could not be (after all lines are written), 2 for a bad bundle,
+option or missing path (one "Error:" line).
 """
 from __future__ import annotations
 
@@ -25,19 +30,43 @@ _PROGRESS_MIN = 64  # show a progress bar from this many images (not with --json
 @click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True, help="Labels per image.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--fallback", is_flag=True, help="Run on the CPU when the device cannot be used.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=None,
+              help="Largest image (width x height) decoded; default EDGEXFER_MAX_IMAGE_PIXELS or 64000000.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def predict(bundle: str, images: tuple[str, ...], format_: str | None, backend: str, device: str,
-            threads: int | None, top_k: int, batch_size: int, fallback: bool, as_json: bool) -> None:
-    """Classify IMAGES (files or folders of images) with BUNDLE (a bundle folder, .zip or model file)."""
+            threads: int | None, top_k: int, batch_size: int, fallback: bool, max_pixels: int | None,
+            as_json: bool) -> None:
+    """Classify IMAGES (files or folders of images) with BUNDLE (a bundle folder, .zip or model file).
+
+    An image that cannot be read gets an error line (stderr; with --json an {"path", "error"} line) and the
+    rest are still classified. Exit status: 0 all classified, 1 some image failed, 2 bad bundle or arguments.
+    """
     from edgexfer.runtime import load
 
+    _quiet_pil_bomb_warning()
     paths = expand_images(images)
     with load(bundle, format=format_, backend=backend, device=device, threads=threads,
               fallback=fallback) as model:
+        model.max_pixels = max_pixels
         top_k = min(top_k, len(model.labels) or top_k)
         results = _classify_all(model, paths, top_k, batch_size, show_progress=not as_json)
+    failed = 0
     for path, top in zip(paths, results):
-        click.echo(_format_line(path, top, as_json))
+        failed += not top
+        _echo(path, top, as_json)
+    if failed:
+        click.echo(f"Error: {failed} of {len(paths)} images could not be classified.", err=True)
+        click.get_current_context().exit(1)
+
+
+def _quiet_pil_bomb_warning() -> None:
+    """The runtime refuses images over its own pixel limit from the header, with a clear error; PIL's
+    DecompressionBombWarning for the same image would only add two lines of noise (this process is ours)."""
+    import warnings
+
+    from PIL import Image
+
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 def expand_images(items: tuple[str, ...]) -> list[Path]:
@@ -69,6 +98,16 @@ def _classify_all(model, paths: list[Path], top_k: int, batch_size: int, show_pr
             results.extend(model.classify(chunk, top_k=top_k))
             bar.update(len(chunk))
     return results
+
+
+def _echo(path: Path, top, as_json: bool) -> None:
+    """One line per image: its result on stdout, or (an ImageFailure) its error."""
+    if top:
+        click.echo(_format_line(path, top, as_json))
+    elif as_json:
+        click.echo(json.dumps({"path": str(path), "error": top.error}))
+    else:
+        click.echo(f"Error: {top.error}", err=True)
 
 
 def _format_line(path: Path, top: list[tuple[str, float]], as_json: bool) -> str:

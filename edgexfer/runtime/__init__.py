@@ -3,7 +3,7 @@
     from edgexfer.runtime import load
     with load("bundle/") as model:                  # or "bundle.zip", or "bundle/onnx/model.onnx"
         probs = model.predict(images)                # float32 [N, classes]
-        model.classify("cat.jpg", top_k=3)           # [[(label, score), ...]]
+        model.classify(["cat.jpg", "dog.png"], top_k=3)  # [[(label, score), ...], ...] one entry per image
 
 Importing this package, `load()` and `predict()` never import TensorFlow, Keras or tf2onnx; an inference
 engine is imported only by the backend that runs the model.
@@ -31,20 +31,28 @@ allow_failed=True):
    f. Otherwise the first passed artifact some installed backend runs.
 
 The device really used is `Model.device`; the part of the rule that decided is `Model.details["rule"]`.
+
+Hostile input: every path a manifest names must lie inside its bundle (checked before anything is opened,
+with or without verify), manifest.json is schema-checked (ManifestError naming the field), a .zip is
+extracted within limits (see `source.ArchiveLimits`). `classify` gives an `ImageFailure` entry for an image
+it cannot use and still classifies the others; `predict` raises ImageError naming it. Files and PIL images
+over `Model.max_pixels` (default 64 million, EDGEXFER_MAX_IMAGE_PIXELS) are refused from their header.
+`close()` waits for the calls in flight; later calls raise ModelClosedError.
 """
 from __future__ import annotations
 
 import os
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from edgexfer.errors import IntegrityError, UserError
-from edgexfer.manifest import Artifact, InputSpec, Manifest, verify_artifact
+from edgexfer.manifest import Artifact, InputSpec, Manifest, resolve_inside, verify_artifact
 from edgexfer.runtime import backends, select
 from edgexfer.runtime.backends.base import Runner
-from edgexfer.runtime.model import Model
+from edgexfer.runtime.model import ImageFailure, Model
 from edgexfer.runtime.source import FAMILY_BY_SUFFIX, Source, open_source
 
-__all__ = ["load", "Model", "backends", "list_backends"]
+__all__ = ["load", "Model", "ImageFailure", "backends", "list_backends"]
 
 list_backends = backends.list_backends
 _OV_PRECISION_NAMES = {"bf16": "bf16", "f16": "fp16", "fp16": "fp16", "f32": "fp32", "fp32": "fp32"}
@@ -73,12 +81,10 @@ def load(path: str | os.PathLike, *, format: str | None = None, backend: str = "
         return _load_file(source, format, backend, verify, allow_failed, options, settings)
     choice = select.choose(source.manifest, format=format, backend=backend, device=device,
                            allow_failed=allow_failed, options=options)
-    if verify:
-        verify_artifact(source.root, choice.artifact)
+    main_file = checked_files(source.root, choice.artifact, verify)
     if threads is None and choice.threads:
         settings["threads"] = choice.threads  # the thread count the tuning sweep measured
-    runner = _open(source.root / choice.artifact.main_file, choice.backend, {**choice.options, **options},
-                   settings)
+    runner = _open(main_file, choice.backend, {**choice.options, **options}, settings)
     if choice.rule == "cuda" and runner.device != "cuda" and device == "auto":
         runner, choice = _cpu_instead(source, runner, choice, options, settings, allow_failed, verify)
     return _model(runner, source.manifest, choice.artifact, choice.rule, options)
@@ -92,9 +98,8 @@ def _cpu_instead(source: Source, runner: Runner, choice: select.Choice, options:
     if cpu.artifact.name == choice.artifact.name and cpu.backend == choice.backend and not cpu.options:
         return runner, select.Choice(choice.artifact, choice.backend, rule="cpu (cuda unavailable)")
     runner.close()
-    if verify:
-        verify_artifact(source.root, cpu.artifact)
-    return _open(source.root / cpu.artifact.main_file, cpu.backend, {**cpu.options, **options}, settings), cpu
+    main_file = checked_files(source.root, cpu.artifact, verify)
+    return _open(main_file, cpu.backend, {**cpu.options, **options}, settings), cpu
 
 
 def _load_file(source: Source, format: str | None, backend: str, verify: bool, allow_failed: bool,
@@ -107,11 +112,24 @@ def _load_file(source: Source, format: str | None, backend: str, verify: bool, a
                         f"which is the '{name}' artifact. Pass the bundle folder to choose by format.")
     if artifact is not None:
         select.check_status(artifact, allow_failed)
-        if verify:
-            verify_artifact(source.root, artifact)
+        checked_files(source.root, artifact, verify)
     chosen = select.resolve_backend(family, backend, settings["device"])
     runner = _open(source.file, chosen, options, settings)
     return _model(runner, source.manifest, artifact, "file", options, family=family)
+
+
+def checked_files(root: Path, artifact: Artifact, verify: bool) -> Path:
+    """The artifact's main file, once every file it names (and the .bin an OpenVINO .xml reads) is known to
+    lie inside the bundle, and, with verify, to match its sha256. Checked with or without verify: a
+    manifest must never make the runtime open a file outside its bundle."""
+    for rel in artifact.files:
+        resolve_inside(root, rel)
+    weights = PurePosixPath(artifact.main_file).with_suffix(".bin").as_posix()
+    if artifact.main_file.lower().endswith(".xml") and (root / weights).exists():
+        resolve_inside(root, weights)
+    if verify:
+        verify_artifact(root, artifact)
+    return root / artifact.main_file
 
 
 def _open(model_file: Any, backend: str, options: dict[str, Any], settings: dict[str, Any]) -> Runner:

@@ -4,39 +4,81 @@ Accepted: a uint8 / float (16, 32, 64) numpy array, HWC (one image) or NHWC; a P
 list/tuple of any of these (arrays in a list must be single HWC images). PIL images and files are decoded to
 RGB (or L for one-channel models) and resized to the input spec with bilinear filtering. Arrays are NOT
 resized: an array of the wrong height/width is an error (resize it yourself, or pass PIL images / paths).
+
+Files and PIL images are refused (ImageError) above a pixel limit read from the header before decoding
+(`max_pixels_limit`: 64 million by default, EDGEXFER_MAX_IMAGE_PIXELS or `Model.max_pixels` to change it).
+A file that cannot be read is an ImageError naming it; `prepare_each` collects those per image.
 """
 from __future__ import annotations
 
 import functools
-
 import math
 import os
+import struct
 import sys
+import zlib
 from typing import Any
 
 import numpy as np
 
-from edgexfer.errors import UserError
+from edgexfer.errors import ImageError, UserError
 from edgexfer.manifest import InputSpec, QuantParams
 
 _FLOATS = (np.float16, np.float64)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+DEFAULT_MAX_PIXELS = 64_000_000  # one decoded image: 192 MB as RGB; an 8K frame is 33 million pixels
+MAX_PIXELS_ENV = "EDGEXFER_MAX_IMAGE_PIXELS"
+#: what a damaged or hostile file makes PIL raise while reading its header or pixels
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
 
 
-def prepare(x: Any, spec: InputSpec) -> np.ndarray:
-    """A C-contiguous uint8 or float32 array [N, H, W, C] matching `spec`, or UserError saying what is wrong."""
+def prepare(x: Any, spec: InputSpec, max_pixels: int | None = None) -> np.ndarray:
+    """A C-contiguous uint8 or float32 array [N, H, W, C] matching `spec`, or UserError saying what is wrong.
+
+    The first image that cannot be used raises (an ImageError naming it); `prepare_each` keeps going instead.
+    """
     if isinstance(x, np.ndarray):
-        arr = x
-    elif isinstance(x, (str, os.PathLike)) or _is_pil(x):
-        arr = load_image(x, spec)[None]
-    elif isinstance(x, (list, tuple)):
+        return check_array(x, spec)
+    items = _items(x, spec)
+    return _stack([_one(item, spec, i, max_pixels) for i, item in enumerate(items)], spec)
+
+
+def prepare_each(x: Any, spec: InputSpec, max_pixels: int | None = None
+                 ) -> tuple[np.ndarray | None, list[int], dict[int, ImageError]]:
+    """Like `prepare`, image by image: (batch of the usable images or None, their indices, errors by index).
+
+    Why: one unreadable file among many must not cost the others their results. An array batch is one
+    input, checked as a whole (a wrong shape is the caller's bug, not one bad image).
+    """
+    if isinstance(x, np.ndarray):
+        batch = check_array(x, spec)
+        return batch, list(range(len(batch))), {}
+    arrays, good, errors = [], [], {}
+    for i, item in enumerate(_items(x, spec)):
+        try:
+            arrays.append(_one(item, spec, i, max_pixels))
+        except ImageError as exc:
+            errors[i] = exc
+            continue
+        good.append(i)
+    return (_stack(arrays, spec) if arrays else None), good, errors
+
+
+def _items(x: Any, spec: InputSpec) -> list[Any]:
+    if isinstance(x, (str, os.PathLike)) or _is_pil(x):
+        return [x]
+    if isinstance(x, (list, tuple)):
         if not x:
-            raise UserError(f"Expected at least one image of shape {spec.shape}. Received: an empty {type(x).__name__}.")
-        arr = np.stack([_one(item, spec, i) for i, item in enumerate(x)])
-    else:
-        raise UserError(f"Expected a numpy array, a PIL image, a file path or a list of them. "
-                        f"Received: {type(x).__name__}.")
-    return check_array(arr, spec)
+            raise UserError(f"Expected at least one image of shape {spec.shape}. Received: an empty "
+                            f"{type(x).__name__}.")
+        return list(x)
+    raise UserError(f"Expected a numpy array, a PIL image, a file path or a list of them. "
+                    f"Received: {type(x).__name__}.")
+
+
+def _stack(arrays: list[np.ndarray], spec: InputSpec) -> np.ndarray:
+    """One batch from single images already checked to have the spec's shape (dtypes may differ)."""
+    return check_array(np.stack(arrays), spec)
 
 
 def check_array(arr: np.ndarray, spec: InputSpec) -> np.ndarray:
@@ -81,22 +123,61 @@ def _finite(arr: np.ndarray) -> bool:
         return math.isfinite(float(flat.dot(flat)))
 
 
-def load_image(item: Any, spec: InputSpec) -> np.ndarray:
-    """Decode a file path or PIL image to uint8 HWC at the spec's size."""
-    from PIL import Image, UnidentifiedImageError
+# -- decoding files and PIL images ------------------------------------------------------------------------
+def max_pixels_limit(max_pixels: int | None = None) -> int:
+    """The pixel limit for one decoded image: `max_pixels`, else EDGEXFER_MAX_IMAGE_PIXELS, else 64 million.
 
+    Why a limit of our own: a 12 KB PNG can declare 10000x10000 pixels and decode to hundreds of MB, and
+    PIL only refuses far larger images (with an exception type of its own). The header gives the size
+    before anything is decoded.
+    """
+    if max_pixels is None:
+        raw = os.environ.get(MAX_PIXELS_ENV)
+        if not raw:
+            return DEFAULT_MAX_PIXELS
+        try:
+            max_pixels = int(raw)
+        except ValueError:
+            max_pixels = 0
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise UserError(f"Expected max_pixels ({MAX_PIXELS_ENV}) to be a positive integer. Received: "
+                        f"{max_pixels!r}.")
+    return max_pixels
+
+
+def load_image(item: Any, spec: InputSpec, max_pixels: int | None = None) -> np.ndarray:
+    """Decode a file path or PIL image to uint8 HWC at the spec's size (ImageError when it cannot be)."""
+    from PIL import Image
+
+    limit = max_pixels_limit(max_pixels)
     if _is_pil(item):
+        _check_pixels(item.size, "the PIL image", limit)
         return _pil_to_array(item, spec)
     path = os.fspath(item)
     try:
         with Image.open(path) as img:
+            _check_pixels(img.size, path, limit)  # from the header: nothing decoded yet
             return _pil_to_array(img, spec)
+    except UserError:
+        raise
+    except Image.DecompressionBombError as exc:  # larger still than PIL's own cap (checked before ours)
+        raise ImageError(f"Expected an image of at most {limit:,} pixels. Received: {path}, larger than PIL "
+                         f"accepts ({exc}). Resize it before classifying it.") from exc
     except FileNotFoundError as exc:
-        raise UserError(f"Expected an image file. Received: {path} (not found).") from exc
+        raise ImageError(f"Expected an image file. Received: {path} (not found).") from exc
     except IsADirectoryError as exc:
-        raise UserError(f"Expected an image file. Received: {path} (a directory).") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise UserError(f"Expected a readable image file. Received: {path}, which cannot be decoded ({exc}).") from exc
+        raise ImageError(f"Expected an image file. Received: {path} (a directory).") from exc
+    except _DECODE_ERRORS as exc:
+        raise ImageError(f"Expected a readable image file. Received: {path}, which cannot be decoded "
+                         f"({type(exc).__name__}: {exc}).") from exc
+
+
+def _check_pixels(size: tuple[int, int], source: str, limit: int) -> None:
+    width, height = size
+    if width * height > limit:
+        raise ImageError(f"Expected an image of at most {limit:,} pixels. Received: {source}, {width}x{height} = "
+                         f"{width * height:,} pixels (read from its header, not decoded). Resize it, or raise "
+                         f"the limit (max_pixels=..., {MAX_PIXELS_ENV}).")
 
 
 def _pil_to_array(img: Any, spec: InputSpec) -> np.ndarray:
@@ -112,16 +193,24 @@ def _pil_to_array(img: Any, spec: InputSpec) -> np.ndarray:
     return arr[..., None] if arr.ndim == 2 else arr
 
 
-def _one(item: Any, spec: InputSpec, index: int) -> np.ndarray:
+def _one(item: Any, spec: InputSpec, index: int, max_pixels: int | None) -> np.ndarray:
+    """One list item as a single HWC image of the spec's shape, or ImageError naming the item."""
     if isinstance(item, np.ndarray):
         if item.ndim != 3:
-            raise UserError(f"Expected each array in a list to be one image (H, W, C) = {spec.shape}. "
-                            f"Received: item {index} with shape {item.shape}.")
-        return item
+            raise ImageError(f"Expected each array in a list to be one image (H, W, C) = {spec.shape}. "
+                             f"Received: item {index} with shape {item.shape}.")
+        if item.shape != spec.shape:
+            raise ImageError(f"Expected each array in a list to have the model's shape (H, W, C) = {spec.shape}. "
+                             f"Received: item {index} with shape {item.shape}. Arrays are not resized: resize "
+                             "them first, or pass PIL images or file paths.")
+        try:
+            return check_array(item, spec)[0]
+        except UserError as exc:
+            raise ImageError(f"Item {index}: {exc}") from exc
     if isinstance(item, (str, os.PathLike)) or _is_pil(item):
-        return load_image(item, spec)
-    raise UserError(f"Expected list items to be arrays, PIL images or file paths. Received: item {index} of "
-                    f"type {type(item).__name__}.")
+        return load_image(item, spec, max_pixels)
+    raise ImageError(f"Expected list items to be arrays, PIL images or file paths. Received: item {index} of "
+                     f"type {type(item).__name__}.")
 
 
 def _is_pil(x: Any) -> bool:

@@ -1,19 +1,52 @@
 """`Model`: an opened artifact. Validates inputs, splits batches, (de)quantizes, and calls its runner."""
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
-from edgexfer.errors import UserError
+from edgexfer.errors import ImageError, ModelClosedError, UserError
 from edgexfer.manifest import Artifact, InputSpec, Manifest, QuantParams
 from edgexfer.runtime.backends.base import Runner
-from edgexfer.runtime.inputs import dequantize, prepare, put, quantize
+from edgexfer.runtime.inputs import dequantize, prepare, prepare_each, put, quantize
+
+
+@dataclass(frozen=True)
+class ImageFailure:
+    """`Model.classify`'s entry for an image that could not be used: `index` in the call, `source` (the path,
+    or a description), `error` (the message). It is falsy and empty, so `if not entry` finds it.
+
+    Why it raises when read as a result: code that ignores failures then stops at the bad image with its
+    real reason (an ImageError), instead of an IndexError or a silently missing row.
+    """
+
+    index: int
+    source: str
+    error: str
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __len__(self) -> int:
+        return 0
+
+    def __iter__(self) -> NoReturn:
+        self._raise()
+
+    def __getitem__(self, key: Any) -> NoReturn:
+        self._raise()
+
+    def _raise(self) -> NoReturn:
+        raise ImageError(f"Image {self.index} ({self.source}) has no result: {self.error} "
+                         "Check `if not entry` (or entry.error) before reading a classify() entry.")
 
 
 class Model:
-    """Run one artifact. Thread-safe: `predict` may be called from many threads at once.
+    """Run one artifact. Thread-safe: `predict` may be called from many threads at once, and `close()` from
+    any thread while they do (it waits for the calls in flight; later calls raise ModelClosedError).
 
     Attributes: `labels`, `input_spec`, `format` (artifact name, e.g. "tflite-int8"), `backend`, `device`
     (the device really used), `precision` ("fp32" | "fp16" | "int8", or the OpenVINO inference precision
@@ -39,12 +72,43 @@ class Model:
         self._in_quant = input_quant if input_quant is not None else runner.input.quant
         self._out_quant = output_quant if output_quant is not None else runner.output.quant
         self._integer_in = self._in_dtype.kind in "iu"
+        #: pixel limit for one decoded file or PIL image (None: EDGEXFER_MAX_IMAGE_PIXELS, else 64 million)
+        self.max_pixels: int | None = None
 
     # -- inference ----------------------------------------------------------------------------------
     def predict(self, x: Any, batch_size: int | None = None) -> np.ndarray:
-        """Probabilities float32 [N, classes] for an image, a batch, PIL images or file paths."""
-        runner = self._active()
-        batch = prepare(x, self.input_spec)
+        """Probabilities float32 [N, classes] for an image, a batch, PIL images or file paths.
+
+        An image that cannot be used raises (ImageError naming it): an array has no row for an error.
+        `classify` gives per-image results instead.
+        """
+        self._active()
+        return self._predict_batch(prepare(x, self.input_spec, self.max_pixels), batch_size)
+
+    def classify(self, images: Any, top_k: int = 1) -> list[list[tuple[str, float]] | ImageFailure]:
+        """For each image, the top_k (label, probability) pairs, most likely first.
+
+        A file or PIL image that cannot be used (unreadable, undecodable, over `max_pixels`, wrong shape)
+        gets an `ImageFailure` entry at its place, and the other images are still classified; errors about
+        the call itself (top_k, a closed model, an array batch of the wrong shape) raise.
+        """
+        self._active()
+        classes = self._check_top_k(top_k, len(self.labels) or None)
+        batch, good, errors = prepare_each(images, self.input_spec, self.max_pixels)
+        entries: list[Any] = [None] * (len(good) + len(errors))
+        for i, exc in errors.items():
+            entries[i] = ImageFailure(i, _describe(images, i), str(exc))
+        if batch is not None:
+            probs = self._predict_batch(batch, None)
+            if classes is None:
+                self._check_top_k(top_k, probs.shape[1])
+            order = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
+            for i, row, idx in zip(good, probs, order):
+                entries[i] = [(self._label(int(j)), float(row[j])) for j in idx]
+        return entries
+
+    def _predict_batch(self, batch: np.ndarray, batch_size: int | None) -> np.ndarray:
+        runner = self._runner
         step = self._step(batch_size)
         n = len(batch)
         if n <= step and runner.fixed_batch is None:
@@ -57,14 +121,13 @@ class Model:
             out[start:start + len(probs)] = probs
         return out
 
-    def classify(self, images: Any, top_k: int = 1) -> list[list[tuple[str, float]]]:
-        """For each image, the top_k (label, probability) pairs, most likely first."""
-        probs = self.predict(images)
-        classes = probs.shape[1]
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= classes:
-            raise UserError(f"Expected top_k between 1 and {classes}. Received: {top_k!r}.")
-        order = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
-        return [[(self._label(int(j)), float(row[j])) for j in idx] for row, idx in zip(probs, order)]
+    @staticmethod
+    def _check_top_k(top_k: Any, classes: int | None) -> int | None:
+        bad = isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1
+        if bad or (classes is not None and top_k > classes):
+            raise UserError(f"Expected top_k between 1 and {classes or 'the number of classes'}. "
+                            f"Received: {top_k!r}.")
+        return classes
 
     def _run(self, runner: Runner, chunk: np.ndarray) -> np.ndarray:
         n = len(chunk)
@@ -113,11 +176,13 @@ class Model:
 
     def _active(self) -> Runner:
         if not self._runner.is_active:
-            raise UserError(f"This model ({self.format} on {self.backend}) is closed; load it again.")
+            raise ModelClosedError(f"This model ({self.format} on {self.backend}) is closed; load it again.")
         return self._runner
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def close(self) -> None:
+        """Release the engine. Safe while other threads predict: calls already running finish first, and
+        every later call raises ModelClosedError ("... is closed; load it again")."""
         self._runner.close()
 
     def __enter__(self) -> "Model":
@@ -130,3 +195,11 @@ class Model:
         state = "" if self._runner.is_active else ", closed"
         return (f"Model(format={self.format!r}, backend={self.backend!r}, device={self.device!r}, "
                 f"precision={self.precision!r}, classes={len(self.labels)}{state})")
+
+
+def _describe(images: Any, index: int) -> str:
+    """How an ImageFailure names the image: its path, else its kind."""
+    item = images[index] if isinstance(images, (list, tuple)) else images
+    if isinstance(item, (str, os.PathLike)):
+        return os.fspath(item)
+    return "a PIL image" if hasattr(item, "getbands") else type(item).__name__

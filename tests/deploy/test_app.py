@@ -116,3 +116,140 @@ def test_app_never_imports_tensorflow(shared_bundle, image_files):
     report = json.loads(lines[-1])
     assert report["code"] == 0
     assert not {"tensorflow", "keras", "tf2onnx", "tensorboard"} & set(report["modules"])
+
+
+# -- hostile and careless input (issue 15) -------------------------------------------------------------------
+def _app_module():
+    """The app imported in this process (it is a script, not a package module), once."""
+    import importlib.util
+
+    name = "edgexfer_app_under_test"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, APP)
+        sys.modules[name] = module = importlib.util.module_from_spec(spec)  # dataclasses look it up
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def _state_row(path: Path) -> bytes:
+    st = path.stat()
+    return json.dumps([str(path), st.st_mtime_ns, st.st_size]).encode() + b"\n"
+
+
+def test_torn_last_line_in_state_is_skipped_not_a_crash(shared_bundle, image_files, tmp_path):
+    """A power cut mid-append leaves half a line: the app warns, keeps the rest, and starts (no crash loop)."""
+    state = tmp_path / "state.jsonl"
+    state.write_bytes(b"".join(_state_row(p) for p in image_files[:3]) + b'["/data/in/caf\xc3')  # torn, mid-UTF-8
+    proc = run_app(str(shared_bundle), "--watch", str(image_files[0].parent), "--once", "--state", str(state))
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: skipped 1 damaged line(s)" in proc.stderr and "Traceback" not in proc.stderr
+    assert sorted(r["path"] for r in json_lines(proc.stdout)) == sorted(map(str, image_files[3:]))
+    rows = [json.loads(line) for line in state.read_bytes().decode().splitlines()]  # repaired, then appended
+    assert sorted(r[0] for r in rows) == sorted(map(str, image_files))
+    again = run_app(str(shared_bundle), "--watch", str(image_files[0].parent), "--once", "--state", str(state))
+    assert again.returncode == 0 and json_lines(again.stdout) == [] and "warning" not in again.stderr
+
+
+def _wait_rows(out: Path, n: int, timeout: float = 30.0) -> list[dict]:
+    _wait_for(lambda: out.is_file() and len(json_lines(out.read_text())) >= n, timeout, f"{n} result line(s)")
+    return json_lines(out.read_text())
+
+
+def test_a_copy_that_stalls_is_read_only_once_complete(shared_bundle, image_files, labels, tmp_path):
+    watch, done, out, err = tmp_path / "in", tmp_path / "done", tmp_path / "out.jsonl", tmp_path / "err.log"
+    watch.mkdir()
+    proc = start_app(str(shared_bundle), "--watch", str(watch), "--move-to", str(done), "--out", str(out),
+                     "--poll-interval", "0.05", "--settle", "1.5", stderr_file=err)
+    try:
+        _wait_for(lambda: "ready" in err.read_text(), what="the app to load the model")
+        data = image_files[5].read_bytes()
+        with open(watch / "slow.png", "wb") as f:  # written in place, pausing for many polls halfway
+            f.write(data[: len(data) // 2])
+            f.flush()
+            time.sleep(0.8)
+            f.write(data[len(data) // 2:])
+        rows = _wait_rows(out, 1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, err.read_text()
+    finally:
+        proc.kill()
+    assert len(rows) == 1 and "error" not in rows[0], rows
+    _check_result(rows[0], labels, top_k=3)
+    assert (done / "slow.png").read_bytes() == data and not (done / "failed").exists()
+
+
+def test_a_file_renamed_into_the_folder_is_read_at_once(shared_bundle, image_files, tmp_path):
+    watch, out, err = tmp_path / "in", tmp_path / "out.jsonl", tmp_path / "err.log"
+    watch.mkdir()
+    proc = start_app(str(shared_bundle), "--watch", str(watch), "--out", str(out), "--poll-interval", "0.05",
+                     "--settle", "60", stderr_file=err)
+    try:
+        _wait_for(lambda: "ready" in err.read_text(), what="the app to load the model")
+        staging = tmp_path / "staging.png"
+        shutil.copy(image_files[0], staging)
+        time.sleep(0.05)  # the rename's ctime is then clearly later than the content's mtime
+        staging.rename(watch / "renamed.png")
+        rows = _wait_rows(out, 1, timeout=30)  # far sooner than --settle 60
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, err.read_text()
+    finally:
+        proc.kill()
+    assert rows[0]["path"] == str(watch / "renamed.png") and "label" in rows[0]
+
+
+def test_watcher_settle_rules(tmp_path):
+    app = _app_module()
+    now = [100.0]
+    watcher = app.Watcher(tmp_path, 0.1, set(), once=False, settle=2.0, clock=lambda: now[0])
+    (tmp_path / "a.png").write_bytes(b"partial")
+    assert watcher.scan(stable_only=True) == []  # first sight
+    now[0] += 1.0
+    assert watcher.scan(stable_only=True) == []  # unchanged, but not for 2 s yet
+    (tmp_path / "a.png").write_bytes(b"partial, more")
+    now[0] += 1.5
+    assert watcher.scan(stable_only=True) == []  # it changed: the clock starts again
+    now[0] += 2.0
+    assert [i.path for i in watcher.scan(stable_only=True)] == [str(tmp_path / "a.png")]
+    assert watcher.scan(stable_only=True) == []  # queued once
+
+
+def test_a_file_that_changed_while_it_was_read_is_not_failed(tmp_path):
+    app = _app_module()
+    path = tmp_path / "a.png"
+    path.write_bytes(b"half")
+    st = path.stat()
+    item = app.Item(str(path), "watch", key=app.file_key(str(path), st))
+    assert not app.changed_since_queued(item)
+    path.write_bytes(b"half and the rest")
+    assert app.changed_since_queued(item)
+    path.unlink()
+    assert not app.changed_since_queued(item)  # gone: its error stands
+    assert not app.changed_since_queued(app.Item(str(path), "stdin"))
+
+
+def test_state_parser_keeps_good_lines(tmp_path):
+    app = _app_module()
+    good, damaged = app.parse_state(b'["/a.png", 1, 2]\n\n{"not": "a row"}\n["/b.png", 3, 4]\n["/c.p')
+    assert good == [b'["/a.png", 1, 2]', b'["/b.png", 3, 4]'] and damaged == [3, 5]
+
+
+def test_help_documents_the_watch_rules():
+    proc = subprocess.run([sys.executable, str(APP), "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())
+    for words in ("--settle", "renamed into the folder", "damaged line", "--max-pixels", "before decoding"):
+        assert words in text, words
+
+
+def test_oversized_and_bomb_images_are_error_lines(shared_bundle, image_files, tmp_path):
+    from PIL import Image
+
+    Image.new("1", (20000, 20000)).save(tmp_path / "bomb.png")
+    Image.new("1", (10000, 10000)).save(tmp_path / "big.png")
+    paths = [tmp_path / "bomb.png", image_files[0], tmp_path / "big.png"]
+    proc = run_app(str(shared_bundle), "--stdin", stdin="\n".join(map(str, paths)))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr
+    rows = json_lines(proc.stdout)
+    assert "pixels" in rows[0]["error"] and "label" in rows[1] and "100,000,000 pixels" in rows[2]["error"]
+    small = run_app(str(shared_bundle), "--stdin", "--max-pixels", "100", stdin=str(image_files[0]))
+    assert "at most 100 pixels" in json_lines(small.stdout)[0]["error"]
