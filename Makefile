@@ -12,7 +12,7 @@ DEMO ?= demo
 TEST_BUNDLE := $(CURDIR)/.cache/test-bundle
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup setup-runtime demo test test-full test-runtime-only benchmarks clean
+.PHONY: setup setup-runtime demo test test-fast test-full test-runtime-only benchmarks clean
 
 # Full environment: training, export, the CPU runtimes and the test tools.
 $(STAMP): pyproject.toml
@@ -32,13 +32,15 @@ setup: $(STAMP)
 
 setup-runtime: $(RT_STAMP)
 
+# The main job on the defaults: real photos (builtin:textures, written out as an image folder the way a user
+# brings one), the offline ImageNet EfficientNet-Lite0 at 224 px, every format with parity, predict, bench.
 demo: setup
 	rm -rf $(DEMO)
-	$(EDGEXFER) train builtin:uci_digits --out $(DEMO)/run --epochs 15 --adapt-bn --force
+	$(EDGEXFER) data export builtin:textures $(DEMO)/images
+	$(EDGEXFER) train $(DEMO)/images --out $(DEMO)/run --force
 	$(EDGEXFER) export $(DEMO)/run --out $(DEMO)/bundle
-	$(EDGEXFER) data export builtin:uci_digits $(DEMO)/images
-	$(EDGEXFER) predict $(DEMO)/bundle $(DEMO)/images/test/7 --top-k 2
-	$(EDGEXFER) bench $(DEMO)/bundle --batch-sizes 1,32 --runs 50 --seconds 1 --data builtin:uci_digits --tune
+	$(EDGEXFER) predict $(DEMO)/bundle $(DEMO)/images/test/gravel --top-k 2
+	$(EDGEXFER) bench $(DEMO)/bundle --batch-sizes 1,8 --runs 30 --seconds 1 --data $(DEMO)/images --tune
 
 # The whole suite in the full environment, then the export/parity tests again with oneDNN held to AVX2
 # (int8/fp16 numerics differ between AVX2 and AVX-512 CPUs: the gates must hold on both), then the
@@ -49,6 +51,11 @@ test: setup setup-runtime
 	EDGEXFER_TEST_BUNDLE=$(TEST_BUNDLE) $(PY) -m pytest -q
 	ONEDNN_MAX_CPU_ISA=AVX2 EDGEXFER_TEST_BUNDLE=$(TEST_BUNDLE) $(PY) -m pytest -q tests/export -p no:cacheprovider
 	EDGEXFER_TEST_BUNDLE=$(TEST_BUNDLE) $(RT_PY) -m pytest -q -m runtime tests/runtime -p no:cacheprovider
+	PYTHON=$(PY) scripts/wheel_check.sh
+
+# The inner loop: everything not marked slow, in the full environment (no second passes, no wheel).
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
 
 benchmarks: setup
 	cd benchmarks && for s in bench_train_cache bench_export bench_formats bench_overhead bench_cold_start \

@@ -17,10 +17,12 @@ SPLITS = ["train", "val", "test", "all"]
 @click.command()
 @click.argument("data")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Run directory to write.")
-@click.option("--backbone", default=None, help="Backbone name (default: the shipped digits_mnv3s).")
+@click.option("--backbone", default=None,
+              help="Backbone name (default: efficientnet_lite0, ImageNet weights, offline; digits_mnv3s for digits).")
 @click.option("--weights", default="default", show_default=True, help="imagenet | none | default | PATH.")
 @click.option("--image-size", type=int, default=None, help="Square input size (default: the backbone's).")
-@click.option("--epochs", type=int, default=10, show_default=True, help="Stage 1 (head) epochs.")
+@click.option("--epochs", type=int, default=10, show_default=True,
+              help="Stage 1 epochs with --augment (without it the head is fitted to convergence on cached features).")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Global batch size.")
 @click.option("--lr", "learning_rate", type=float, default=1e-3, show_default=True, help="Stage 1 learning rate.")
 @click.option("--dropout", type=float, default=0.2, show_default=True)

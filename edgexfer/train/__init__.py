@@ -9,12 +9,13 @@ import importlib
 from typing import Any
 
 from edgexfer.train.backbones import (
+    DEFAULT_BACKBONE,
     BackboneSpec,
     build_backbone,
     get_backbone,
     list_backbones,
 )
-from edgexfer.train.shipped import DEFAULT_BACKBONE, models_dir
+from edgexfer.train.shipped import DIGITS_BACKBONE, models_dir
 
 _LAZY = {
     "train": "edgexfer.train.trainer",
@@ -25,7 +26,7 @@ _LAZY = {
     "tiny_run": "edgexfer.train.testing",
 }
 
-__all__ = ["DEFAULT_BACKBONE", "BackboneSpec", "build_backbone", "get_backbone", "list_backbones", "models_dir",
+__all__ = ["DEFAULT_BACKBONE", "DIGITS_BACKBONE", "BackboneSpec", "build_backbone", "get_backbone", "list_backbones", "models_dir",
            *_LAZY]
 
 

@@ -23,6 +23,9 @@ Builder = Callable[[tuple[int, int, int], "str | None"], Any]
 #: ImageNet "caffe" mean in BGR order (keras.applications.imagenet_utils, mode="caffe").
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 PREPROCESS_PREFIX = "preprocess_"
+#: What `edgexfer train` transfers from unless told otherwise: ImageNet EfficientNet-Lite0 at 224 px, offline
+#: (MediaPipe Model Maker's default). The digits backbone stays, by name, for digit domains and fast tests.
+DEFAULT_BACKBONE = "efficientnet_lite0"
 
 
 class LocalWeights(NamedTuple):
@@ -81,8 +84,6 @@ def register(name: str, *, default_size: int, min_size: int, preprocessing: str,
 
 def list_backbones() -> list[str]:
     """Names of every registered backbone, default first."""
-    from edgexfer.train.shipped import DEFAULT_BACKBONE
-
     return sorted(_REGISTRY, key=lambda n: (n != DEFAULT_BACKBONE, n))
 
 
@@ -164,8 +165,8 @@ def _call_builder(spec: BackboneSpec, shape: tuple[int, int, int], weights: str 
         if weights == "imagenet" and "URL fetch failure" in str(exc):
             raise UserError(
                 f"Could not download the ImageNet weights of '{spec.name}' (no network?). Download the "
-                "Keras 'no_top' weights file elsewhere and pass its path with --weights PATH, or use the "
-                "shipped offline backbone (--backbone digits_mnv3s). Details: " + str(exc).splitlines()[0]
+                "Keras 'no_top' weights file elsewhere and pass its path with --weights PATH, or use an "
+                f"ImageNet backbone that works offline (--backbone {DEFAULT_BACKBONE}). Details: " + str(exc).splitlines()[0]
             ) from exc
         if weights not in (None, "imagenet") and isinstance(exc, (ValueError, OSError, KeyError)):
             raise UserError(f"Could not load weights file {weights} into backbone '{spec.name}': {exc}") from exc

@@ -33,11 +33,10 @@ def run_stage1(data: Any, mode: str, *, backbone: str | None = None, weights: st
                dropout: float = 0.2, seed: int = 0, verbose: int = 0) -> Stage1Result:
     """Build the classifier, run stage 1 in `mode`, return time and val/test accuracy."""
     from edgexfer.train import stages
-    from edgexfer.train.backbones import build_backbone, get_backbone, normalize_size
+    from edgexfer.train.backbones import DEFAULT_BACKBONE, build_backbone, get_backbone, normalize_size
     from edgexfer.train.checkpoints import Checkpointer, State
     from edgexfer.train.metrics import summarize
     from edgexfer.train.model import build_classifier, make_head
-    from edgexfer.train.shipped import DEFAULT_BACKBONE
     from edgexfer.train.strategy import plan_strategy
 
     if mode not in MODES:

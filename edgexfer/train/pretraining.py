@@ -24,7 +24,7 @@ import numpy as np
 from edgexfer.train.shipped import (
     ALPHA,
     BN_MOMENTUM,
-    DEFAULT_BACKBONE,
+    DIGITS_BACKBONE,
     IMAGE_SIZE,
     SHIPPED_DIR,
     WEIGHTS_FILE,
@@ -173,7 +173,7 @@ def _card(out_dir: Path, data: Any, epochs: int, seed: int, batch_size: int, lea
 
     weights = out_dir / WEIGHTS_FILE
     return {
-        "name": DEFAULT_BACKBONE,
+        "name": DIGITS_BACKBONE,
         "architecture": f"keras.applications.MobileNetV3Small(alpha={ALPHA}, include_top=False, pooling='avg', "
                         f"include_preprocessing=True, weights=None), input {IMAGE_SIZE}x{IMAGE_SIZE}x3",
         "feature_dim": int(backbone.output_shape[-1]),

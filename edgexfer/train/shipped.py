@@ -1,8 +1,9 @@
-"""The shipped offline source backbone: MobileNetV3Small (alpha 0.75) pretrained on colour digits.
+"""The shipped digits backbone: MobileNetV3Small (alpha 0.75) pretrained from scratch on randomised digits.
 
-Why it exists: ImageNet weights need a download, so the default backbone is a small network that
-`edgexfer pretrain` trains from scratch on the builtin source domain (`builtin:mnist_color`) and
-that ships in models/ (repo root). `make demo` and the tests then run with no network.
+Why it exists: a small 32 px network for digit domains and the fast tests. `edgexfer pretrain`
+trains it on the builtin source domain (`builtin:mnist`, domain randomised) and it ships in models/
+(repository root; installed as edgexfer._models). The default backbone for photos is the ImageNet
+EfficientNet-Lite0 (edgexfer.train.efficientnet_lite), offline too.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 
 from edgexfer.train.backbones import register
 
-DEFAULT_BACKBONE = "digits_mnv3s"
+DIGITS_BACKBONE = "digits_mnv3s"
 SHIPPED_DIR = "digits_mnv3s"
 WEIGHTS_FILE = "backbone.weights.h5"
 ALPHA = 0.75
@@ -43,14 +44,14 @@ def mnv3s_architecture(shape: tuple[int, int, int] = (IMAGE_SIZE, IMAGE_SIZE, 3)
     from keras.layers import BatchNormalization
 
     model = MobileNetV3Small(input_shape=shape, alpha=ALPHA, include_top=False, pooling="avg", weights=None,
-                             include_preprocessing=True, name=f"{DEFAULT_BACKBONE}_backbone")
+                             include_preprocessing=True, name=f"{DIGITS_BACKBONE}_backbone")
     for layer in model.layers:
         if isinstance(layer, BatchNormalization):
             layer.momentum = bn_momentum
     return model
 
 
-@register(DEFAULT_BACKBONE, default_size=IMAGE_SIZE, min_size=32, own_rescaling=True,
+@register(DIGITS_BACKBONE, default_size=IMAGE_SIZE, min_size=32, own_rescaling=True,
           preprocessing="built-in Rescaling(1/127.5, offset=-1) of keras MobileNetV3",
           description="MobileNetV3Small alpha 0.75, pretrained offline on builtin:mnist_color (shipped)",
           shipped_weights=f"{SHIPPED_DIR}/{WEIGHTS_FILE}")

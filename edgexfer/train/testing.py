@@ -15,8 +15,8 @@ TINY_DATA = "builtin:uci_digits"
 
 
 def tiny_run(out: str | Path, data: str = TINY_DATA, *, epochs: int = 1, **kwargs: Any) -> Path:
-    """Train the shipped backbone's head for `epochs` on `data` (default: UCI digits, 32x32) into `out`."""
+    """Train the digits backbone's head for `epochs` on `data` (default: UCI digits, 32x32) into `out`."""
     from edgexfer.train.trainer import train
 
-    options = {"verbose": 0, "patience": 0, **kwargs}
+    options = {"verbose": 0, "patience": 0, "backbone": "digits_mnv3s", **kwargs}
     return train(data, out, epochs=epochs, **options).run_dir

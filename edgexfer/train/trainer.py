@@ -15,13 +15,13 @@ from typing import Any
 from edgexfer.errors import UserError
 from edgexfer.record import MODEL_FILE, RunRecord
 from edgexfer.train.backbones import (
+    DEFAULT_BACKBONE,
     build_backbone,
     get_backbone,
     normalize_size,
     resolve_weights,
 )
 from edgexfer.train.runinfo import HyperParams
-from edgexfer.train.shipped import DEFAULT_BACKBONE
 from edgexfer.train.strategy import validate as validate_strategy
 
 HISTORY_PLOT = "history.png"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edgexfer.errors import UserError
-from edgexfer.train import DEFAULT_BACKBONE, build_backbone, get_backbone, list_backbones, models_dir
+from edgexfer.train import DEFAULT_BACKBONE, DIGITS_BACKBONE, build_backbone, get_backbone, list_backbones, models_dir
 from edgexfer.train.backbones import flat_layers, sha256_file
 
 
@@ -54,7 +54,7 @@ def test_unknown_backbone_lists_every_name():
         get_backbone("vgg99")
     for name in list_backbones():
         assert name in str(info.value)
-    assert list_backbones()[0] == DEFAULT_BACKBONE
+    assert list_backbones()[0] == DEFAULT_BACKBONE == "efficientnet_lite0"
 
 
 def test_imagenet_offline_is_a_clear_user_error(monkeypatch):
@@ -73,7 +73,7 @@ def test_missing_weights_file_and_imagenet_on_shipped_backbone_are_user_errors(t
     with pytest.raises(UserError, match="no such file"):
         build_backbone("mobilenet_v2", str(tmp_path / "missing.h5"), 32)
     with pytest.raises(UserError, match="no ImageNet weights"):
-        build_backbone(DEFAULT_BACKBONE, "imagenet")
+        build_backbone(DIGITS_BACKBONE, "imagenet")
 
 
 def test_too_small_input_is_a_user_error():
@@ -82,11 +82,11 @@ def test_too_small_input_is_a_user_error():
 
 
 def test_shipped_backbone_matches_its_model_card():
-    card = json.loads((models_dir() / DEFAULT_BACKBONE / "card.json").read_text())
-    weights = models_dir() / DEFAULT_BACKBONE / card["weights_file"]
+    card = json.loads((models_dir() / DIGITS_BACKBONE / "card.json").read_text())
+    weights = models_dir() / DIGITS_BACKBONE / card["weights_file"]
     assert sha256_file(weights) == card["sha256"] and weights.stat().st_size == card["size_bytes"]
     assert card["size_bytes"] < 5_000_000
-    built = build_backbone(DEFAULT_BACKBONE)  # default weights: the shipped file, offline
+    built = build_backbone(DIGITS_BACKBONE)  # default weights: the shipped file, offline
     assert built.weights_sha256 == card["sha256"] and built.feature_dim == card["feature_dim"]
 
 
@@ -94,4 +94,4 @@ def test_models_dir_env_var_and_missing_shipped_file(monkeypatch, tmp_path):
     monkeypatch.setenv("EDGEXFER_MODELS_DIR", str(tmp_path))
     assert models_dir() == tmp_path
     with pytest.raises(UserError, match="edgexfer pretrain"):
-        build_backbone(DEFAULT_BACKBONE)
+        build_backbone(DIGITS_BACKBONE)

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from edgexfer.cli import main
 from edgexfer.record import RunRecord
-from edgexfer.train import DEFAULT_BACKBONE, evaluate
+from edgexfer.train import DEFAULT_BACKBONE, DIGITS_BACKBONE, evaluate
 
 DATA = "builtin:uci_digits"
 
@@ -17,7 +17,8 @@ DATA = "builtin:uci_digits"
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("e2e") / "run"
-    result = CliRunner().invoke(main, ["train", DATA, "--out", str(out), "--epochs", "3", "--quiet"])
+    result = CliRunner().invoke(main, ["train", DATA, "--out", str(out), "--epochs", "3", "--quiet",
+                                       "--backbone", DIGITS_BACKBONE])
     assert result.exit_code == 0, result.output
     assert "Done: val accuracy" in result.output and str(out) in result.output
     return out
@@ -30,13 +31,13 @@ def test_train_writes_a_complete_run_directory(run_dir):
     record = RunRecord.load(run_dir)
     assert record.labels == [str(d) for d in range(10)] and record.input_shape == [32, 32, 3]
     assert record.preprocessing["in_graph"] and "0..255" in record.preprocessing["caller"]
-    assert record.backbone["name"] == DEFAULT_BACKBONE and len(record.backbone["weights_sha256"]) == 64
+    assert record.backbone["name"] == DIGITS_BACKBONE and len(record.backbone["weights_sha256"]) == 64
     assert record.data["source"] == DATA and "splits" in record.data and record.data["counts"]["test"] > 0
     assert record.training["status"] == "complete" and record.training["epochs"] == 3
     assert {"strategy", "device", "mixed_precision", "batch_size", "learning_rate"} <= set(record.training)
     assert {"tensorflow", "keras", "numpy", "python"} <= set(record.versions) or "tensorflow-cpu" in record.versions
     metrics = record.metrics
-    assert len(metrics["history"]["stage1"]["val_loss"]) == 3
+    assert len(metrics["history"]["stage1"]["val_loss"]) == 1 and record.training["stage1_fit"]["converged"]
     assert 0.3 < metrics["test_accuracy"] <= 1.0 and metrics["val_accuracy"] is not None
     assert len(metrics["confusion"]) == 10 and set(metrics["per_class"]) == set(record.labels)
     assert sum(map(sum, metrics["confusion"])) == record.data["counts"]["test"]
@@ -89,3 +90,20 @@ def test_cli_refuses_to_replace_a_finished_run_without_force(tmp_path):
     result = CliRunner().invoke(main, ["train", DATA, "--out", str(tmp_path)])
     assert result.exit_code == 2 and "--force" in result.output and "Traceback" not in result.output
     assert (tmp_path / "model.keras").read_bytes() == b"a finished run"
+
+
+@pytest.mark.slow
+def test_default_backbone_on_real_photos(tmp_path):
+    """`edgexfer train FOLDER` with no flags: the offline ImageNet EfficientNet-Lite0 at 224 px, on photos
+    whose test crops come from a part of each photo that training never saw."""
+    from edgexfer.data import write_image_folder
+
+    folder = write_image_folder("builtin:textures", tmp_path / "textures")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", str(folder), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    record = RunRecord.load(out)
+    assert record.backbone["name"] == DEFAULT_BACKBONE == "efficientnet_lite0"
+    assert record.backbone["weights"] == "imagenet" and record.backbone["weights_package"].startswith("efficientnet")
+    assert record.input_shape == [224, 224, 3] and record.labels == ["brick", "grass", "gravel"]
+    assert record.metrics["test_accuracy"] >= 0.9

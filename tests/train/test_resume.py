@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from edgexfer.cli import main
 from edgexfer.errors import UserError
 from edgexfer.record import RunRecord
-from edgexfer.train import train
+from edgexfer.train import DIGITS_BACKBONE, train
 
 
 class InterruptAfter(keras.callbacks.Callback):
@@ -28,7 +28,8 @@ class InterruptAfter(keras.callbacks.Callback):
 @pytest.mark.slow
 def test_interrupt_then_resume_continues_and_finishes(tiny_data, tmp_path):
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_data, tmp_path, epochs=4, patience=0, verbose=0, callbacks=[InterruptAfter(2)])
+        train(tiny_data, tmp_path, backbone=DIGITS_BACKBONE, augment=True, epochs=4, patience=0, verbose=0,
+              callbacks=[InterruptAfter(2)])
     record = RunRecord.load(tmp_path)
     assert record.training["status"] == "interrupted"
     state = json.loads((tmp_path / "checkpoints" / "state.json").read_text())
@@ -36,7 +37,8 @@ def test_interrupt_then_resume_continues_and_finishes(tiny_data, tmp_path):
     assert (tmp_path / "checkpoints" / state["last"]).is_file()
     assert not (tmp_path / "model.keras").exists()
 
-    result = train(tiny_data, tmp_path, epochs=4, patience=0, verbose=0, resume=True)
+    result = train(tiny_data, tmp_path, backbone=DIGITS_BACKBONE, augment=True, epochs=4, patience=0, verbose=0,
+                   resume=True)
     assert result.record.training["status"] == "complete" and result.record.training["resumed"]
     assert len(result.record.metrics["history"]["stage1"]["loss"]) == 4
     assert (tmp_path / "model.keras").is_file()
@@ -44,7 +46,7 @@ def test_interrupt_then_resume_continues_and_finishes(tiny_data, tmp_path):
 
 def test_resume_without_checkpoint_is_a_user_error(tiny_data, tmp_path):
     with pytest.raises(UserError, match="Nothing to resume"):
-        train(tiny_data, tmp_path, epochs=1, verbose=0, resume=True)
+        train(tiny_data, tmp_path, backbone=DIGITS_BACKBONE, epochs=1, verbose=0, resume=True)
 
 
 def test_cli_ctrl_c_is_one_line_and_exit_130(monkeypatch, tmp_path):

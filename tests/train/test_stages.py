@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from edgexfer.record import RunRecord
-from edgexfer.train import DEFAULT_BACKBONE, build_backbone, train
+from edgexfer.train import DIGITS_BACKBONE, build_backbone, train
 from edgexfer.train.backbones import flat_layers
 from edgexfer.train.model import make_head, unfreeze_top
 from edgexfer.train.stages import (
@@ -35,8 +35,8 @@ def _backbone_of(model):
 @pytest.mark.slow
 @pytest.mark.parametrize("augment", [False, True], ids=["cached", "through_backbone"])
 def test_stage1_leaves_backbone_weights_unchanged(tiny_data, tmp_path, augment):
-    result = train(tiny_data, tmp_path, epochs=2, augment=augment, verbose=0, patience=0)
-    fresh = build_backbone(DEFAULT_BACKBONE).model
+    result = train(tiny_data, tmp_path, backbone=DIGITS_BACKBONE, epochs=2, augment=augment, verbose=0, patience=0)
+    fresh = build_backbone(DIGITS_BACKBONE).model
     trained = _backbone_of(result.model)
     for before, after in zip(fresh.get_weights(), trained.get_weights()):
         np.testing.assert_array_equal(before, after)
@@ -71,9 +71,9 @@ class Snapshot(keras.callbacks.Callback):
 @pytest.mark.slow
 def test_stage2_trains_top_layers_but_keeps_batchnorm_statistics(tiny_data, tmp_path):
     snap = Snapshot()
-    result = train(tiny_data, tmp_path, epochs=1, fine_tune_layers=4, fine_tune_epochs=2, fine_tune_lr=1e-3,
+    result = train(tiny_data, tmp_path, backbone=DIGITS_BACKBONE, epochs=1, fine_tune_layers=4, fine_tune_epochs=2, fine_tune_lr=1e-3,
                    verbose=0, patience=0, callbacks=[snap])
-    fresh = {v.path: np.array(v) for v in build_backbone(DEFAULT_BACKBONE).model.weights}
+    fresh = {v.path: np.array(v) for v in build_backbone(DIGITS_BACKBONE).model.weights}
     after_stage2 = snap.snapshots[-1]
     bn_paths = [p for p in fresh if "moving_mean" in p or "moving_variance" in p]
     assert bn_paths
@@ -98,8 +98,9 @@ def test_unfreeze_top_skips_batchnorm_and_preprocessing():
 def test_converged_cached_stage1_is_at_least_as_good_as_adam_through_the_backbone(tiny_data):
     from edgexfer.train.compare import run_stage1
 
-    cached = run_stage1(tiny_data, "cached", epochs=6, batch_size=16, learning_rate=3e-3, seed=1)
-    through = run_stage1(tiny_data, "through", epochs=6, batch_size=16, learning_rate=3e-3, seed=1)
+    options = dict(epochs=6, batch_size=16, learning_rate=3e-3, seed=1, backbone=DIGITS_BACKBONE)
+    cached = run_stage1(tiny_data, "cached", **options)
+    through = run_stage1(tiny_data, "through", **options)
     assert len(cached.history["loss"]) == 1 and len(through.history["loss"]) == 6
     assert cached.val_accuracy > 0.8  # chance: 0.33
     assert cached.val_accuracy >= through.val_accuracy - 0.05
@@ -212,7 +213,7 @@ class InterruptAtEpoch(keras.callbacks.Callback):
 
 @pytest.mark.slow
 def test_interrupt_in_stage2_resumes_without_refitting_stage1(tiny_data, tmp_path):
-    settings = dict(epochs=1, fine_tune_layers=2, fine_tune_epochs=3, patience=0, verbose=0)
+    settings = dict(backbone=DIGITS_BACKBONE, epochs=1, fine_tune_layers=2, fine_tune_epochs=3, patience=0, verbose=0)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_data, tmp_path, callbacks=[InterruptAtEpoch(1)], **settings)
     state = json.loads((tmp_path / "checkpoints" / "state.json").read_text())
@@ -227,9 +228,9 @@ def test_interrupt_in_stage2_resumes_without_refitting_stage1(tiny_data, tmp_pat
 @pytest.mark.slow
 def test_interrupt_at_the_end_of_stage1_refits_it_once(tiny_data, tmp_path):
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_data, tmp_path, epochs=1, patience=0, verbose=0, callbacks=[InterruptAtEpoch(0)])
+        train(tiny_data, tmp_path, backbone=DIGITS_BACKBONE, epochs=1, patience=0, verbose=0, callbacks=[InterruptAtEpoch(0)])
     assert RunRecord.load(tmp_path).training["status"] == "interrupted"
-    result = train(tiny_data, tmp_path, epochs=1, patience=0, verbose=0, resume=True)
+    result = train(tiny_data, tmp_path, backbone=DIGITS_BACKBONE, epochs=1, patience=0, verbose=0, resume=True)
     assert {len(v) for v in result.record.metrics["history"]["stage1"].values()} == {1}  # replaced, not appended
     assert result.record.metrics["test_accuracy"] > 0.6 and (tmp_path / "model.keras").is_file()
 
@@ -244,7 +245,7 @@ WORKER = textwrap.dedent("""
     sys.path.insert(0, sys.argv[4])
     from conftest import shape_images
     from edgexfer.train import train
-    result = train(shape_images(), out, epochs=1, batch_size=16, strategy="multiworker", verbose=0, patience=0)
+    result = train(shape_images(), out, backbone="digits_mnv3s", epochs=1, batch_size=16, strategy="multiworker", verbose=0, patience=0)
     print(json.dumps({"training": result.record.training, "test_accuracy": result.record.metrics["test_accuracy"]}))
 """)
 

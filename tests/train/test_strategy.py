@@ -40,7 +40,7 @@ MIRRORED = textwrap.dedent("""
     sys.path.insert(0, sys.argv[2])
     from conftest import shape_images
     from edgexfer.train import train
-    result = train(shape_images(), sys.argv[1], epochs=1, batch_size=16, strategy="mirrored",
+    result = train(shape_images(), sys.argv[1], backbone="digits_mnv3s", epochs=1, batch_size=16, strategy="mirrored",
                    fine_tune_layers=2, fine_tune_epochs=1, verbose=0, patience=0, adapt_bn=True)
     import keras
     model = keras.models.load_model(sys.argv[1] + "/model.keras", compile=False)
