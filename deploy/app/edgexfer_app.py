@@ -41,9 +41,10 @@ from typing import Any, Iterable, TextIO
 
 import numpy as np
 
+from edgexfer import imaging
 from edgexfer.errors import EdgexferError, UserError
 from edgexfer.runtime import load
-from edgexfer.runtime.inputs import IMAGE_SUFFIXES, load_image
+from edgexfer.runtime.inputs import load_image
 
 WATCH_RULES = """\
 Watched folder: a file is read once it is complete, that is when it was renamed into the folder (write it
@@ -152,7 +153,7 @@ class Watcher:
             print(f"edgexfer-app: cannot scan {self.folder}: {exc}", file=sys.stderr)
             return
         for e in entries:
-            if e.name.startswith(".") or not e.name.lower().endswith(IMAGE_SUFFIXES):
+            if not imaging.is_image_name(e.name):  # the training scanner's extensions and hidden-file rule
                 continue
             try:
                 if e.is_file():
@@ -264,24 +265,22 @@ def classify_batch(model: Any, batch: list[Item], top_k: int, max_pixels: int | 
 
 def _decode(model: Any, batch: list[Item], max_pixels: int | None
             ) -> tuple[dict[int, np.ndarray], dict[int, str]]:
-    images, errors = {}, {}
-    for i, item in enumerate(batch):
-        try:
-            if item.frame is not None:
-                images[i] = _resize_frame(item.frame, model)
-            else:
-                images[i] = load_image(item.path, model.input_spec, max_pixels)
-        except EdgexferError as exc:
-            errors[i] = str(exc)
-        except Exception as exc:  # noqa: BLE001  (a decoder error nobody foresaw): report it, keep running
-            errors[i] = f"{type(exc).__name__}: {exc}"
-    return images, errors
-
-
-def _resize_frame(frame: np.ndarray, model: Any) -> np.ndarray:
+    """{index: pixels} and {index: error} for a batch, decoded across threads as training decodes them
+    (`edgexfer.imaging`: the runtime's `load_image`); a frame is resized like a PIL image."""
     from PIL import Image  # noqa: PLC0415
 
-    return load_image(Image.fromarray(frame), model.input_spec)
+    def one(item: Item) -> np.ndarray | str:
+        try:
+            source = Image.fromarray(item.frame) if item.frame is not None else item.path
+            return load_image(source, model.input_spec, max_pixels)
+        except EdgexferError as exc:
+            return str(exc)
+        except Exception as exc:  # noqa: BLE001  (a decoder error nobody foresaw): report it, keep running
+            return f"{type(exc).__name__}: {exc}"
+
+    results = imaging.parallel_map(one, batch)
+    images = {i: r for i, r in enumerate(results) if not isinstance(r, str)}
+    return images, {i: r for i, r in enumerate(results) if isinstance(r, str)}
 
 
 def _record(item: Item, top: list | None, error: str | None, common: dict[str, Any]) -> dict[str, Any]:

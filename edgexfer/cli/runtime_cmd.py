@@ -30,12 +30,14 @@ _PROGRESS_MIN = 64  # show a progress bar from this many images (not with --json
 @click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True, help="Labels per image.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--fallback", is_flag=True, help="Run on the CPU when the device cannot be used.")
+@click.option("--allow-failed", is_flag=True,
+              help="Also run an artifact whose parity check did not pass (its manifest status says so).")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,
               help="Largest image (width x height) decoded; default EDGEXFER_MAX_IMAGE_PIXELS or 64000000.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def predict(bundle: str, images: tuple[str, ...], format_: str | None, backend: str, device: str,
-            threads: int | None, top_k: int, batch_size: int, fallback: bool, max_pixels: int | None,
-            as_json: bool) -> None:
+            threads: int | None, top_k: int, batch_size: int, fallback: bool, allow_failed: bool,
+            max_pixels: int | None, as_json: bool) -> None:
     """Classify IMAGES (files or folders of images) with BUNDLE (a bundle folder, .zip or model file).
 
     An image that cannot be read gets an error line (stderr; with --json an {"path", "error"} line) and the
@@ -46,7 +48,7 @@ def predict(bundle: str, images: tuple[str, ...], format_: str | None, backend: 
     _quiet_pil_bomb_warning()
     paths = expand_images(images)
     with load(bundle, format=format_, backend=backend, device=device, threads=threads,
-              fallback=fallback) as model:
+              fallback=fallback, allow_failed=allow_failed) as model:
         model.max_pixels = max_pixels
         top_k = min(top_k, len(model.labels) or top_k)
         results = _classify_all(model, paths, top_k, batch_size, show_progress=not as_json)
@@ -70,14 +72,15 @@ def _quiet_pil_bomb_warning() -> None:
 
 
 def expand_images(items: tuple[str, ...]) -> list[Path]:
-    """Files as given; folders expand (recursively) to their image files, sorted."""
-    from edgexfer.runtime.inputs import IMAGE_SUFFIXES
+    """Files as given; folders expand (recursively) to their image files, sorted (the extensions and the
+    hidden-file rule are the training scanner's: `imaging.is_image_name`)."""
+    from edgexfer.imaging import IMAGE_SUFFIXES, is_image_name
 
     paths: list[Path] = []
     for item in items:
         p = Path(item)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(f for f in p.rglob("*") if is_image_name(f.name) and f.is_file())
             if not found:
                 raise UserError(f"Expected image files ({', '.join(IMAGE_SUFFIXES)}) in {item}. Received: none.")
             paths.extend(found)

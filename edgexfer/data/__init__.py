@@ -19,10 +19,10 @@ from edgexfer.data.builtin import (
 )
 from edgexfer.data.dataset import Dataset, load_split, open_dataset
 from edgexfer.data.folder_writer import write_image_folder
-from edgexfer.data.images import IMAGE_EXTENSIONS, decode_file, resize_rgb, to_rgb
 from edgexfer.data.pipeline import AugmentConfig
 from edgexfer.data.synth import colorize
 from edgexfer.data import photos as _photos  # noqa: E402,F401  registers builtin:photos
+from edgexfer.imaging import IMAGE_EXTENSIONS, decode, resize_rgb, to_rgb  # the one pixel path (edgexfer/imaging.py)
 
 __all__ = [
     "AugmentConfig",
@@ -31,7 +31,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "builtin_spec",
     "colorize",
-    "decode_file",
+    "decode",
     "list_builtin",
     "load_builtin",
     "load_split",

@@ -7,19 +7,14 @@ held-out images later (export checks parity on them) without rescanning or re-sp
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from edgexfer import imaging
 from edgexfer.data import builtin as _builtin
-from edgexfer.data.images import (
-    ImageDecodeError,
-    decode_file,
-    normalize_size,
-    resize_rgb,
-)
+from edgexfer.imaging import ImageDecodeError, normalize_size, resize_rgb
 from edgexfer.data.scan import FolderScan, scan_folder
 from edgexfer.data.splits import (
     SPLITS,
@@ -36,7 +31,8 @@ RECORD_SCHEMA = 1
 
 
 class _FolderLoader:
-    """Loads members (relative posix paths) of an image folder through the scanner's decoder."""
+    """Loads members (relative posix paths) of an image folder with `imaging.decode`: the decode (and the
+    JPEG draft scale, which depends on the target size) that the runtime applies to the same file."""
 
     kind = "folder"
 
@@ -44,18 +40,22 @@ class _FolderLoader:
         self.root = Path(root)
 
     def load(self, member: str, size: tuple[int, int] | None) -> np.ndarray:
-        path = self.root / member
         try:
-            return resize_rgb(decode_file(str(path)), size)
+            return imaging.decode(self.root / member, size)
         except ImageDecodeError as exc:
-            raise DataError(
-                f"{path} can no longer be decoded ({exc}); the folder changed since it was scanned. "
-                "Restore the file, or re-run on the current folder."
-            ) from None
+            raise self._changed(member, exc) from None
 
     def load_many(self, members: Sequence[str], size: tuple[int, int] | None) -> list[np.ndarray]:
-        with ThreadPoolExecutor(4) as pool:  # PIL decoders release the GIL
-            return list(pool.map(lambda m: self.load(m, size), members))
+        """Decoded across the shared decoding threads (`imaging.decode_many`)."""
+        images = imaging.decode_many([self.root / m for m in members], size)
+        for member, image in zip(members, images):
+            if isinstance(image, ImageDecodeError):
+                raise self._changed(member, image)
+        return images
+
+    def _changed(self, member: str, exc: ImageDecodeError) -> DataError:
+        return DataError(f"{self.root / member} can no longer be decoded ({exc.reason}); the folder changed since "
+                         "it was scanned. Restore the file, or re-run on the current folder.")
 
 
 class _BuiltinLoader:
@@ -118,7 +118,7 @@ class Dataset:
         return self._labels[check_split(split)].copy()
 
     def arrays(self, split: str, image_size: int | tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
-        """(x uint8 [N, H, W, 3], y int64 [N]) of a split, resized with PIL bilinear."""
+        """(x uint8 [N, H, W, 3], y int64 [N]) of a split, decoded and resized by edgexfer.imaging (as served)."""
         size = normalize_size(image_size)
         images = self._loader.load_many(self._members[check_split(split)], size)
         return _stack(images, size, split), self._labels[split].copy()

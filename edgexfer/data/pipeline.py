@@ -1,10 +1,11 @@
 """tf.data input pipeline: decode -> resize -> cache -> shuffle -> batch -> augment -> prefetch.
 
-Decoding and resizing go through the same PIL functions as the scanner and `Dataset.arrays`
-(via tf.numpy_function), so odd formats (16-bit, CMYK, palette, a PNG named .jpg) work and the
-pixels match `arrays()` exactly. Augmentation runs here, after the cache, with stateless random
-ops seeded from `tf.data.Dataset.random(seed)`: never inside the model that gets exported, and
-deterministic for a given seed. TensorFlow is imported only when a pipeline is built.
+Decoding and resizing are `edgexfer.imaging.decode` (via tf.numpy_function): the function the scanner,
+`Dataset.arrays` and the runtime use, so odd formats (16-bit, CMYK, palette, a PNG named .jpg) work and
+the pixels match `arrays()` and serving exactly (no tf.image resize anywhere in training).
+Augmentation runs here, after the cache, with stateless random ops seeded from
+`tf.data.Dataset.random(seed)`: never inside the model that gets exported, and deterministic for a
+given seed. TensorFlow is imported only when a pipeline is built.
 """
 from __future__ import annotations
 

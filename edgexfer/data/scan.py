@@ -1,9 +1,10 @@
 """Scan an image folder before training: detect the layout, decode every file, list the bad ones.
 
 Why: Keras' directory loaders crash mid-epoch on a corrupt file with an image extension. Here every
-candidate is fully decoded (PIL verify + load + RGB conversion) up front; failures are skipped and
-reported with a reason, or raised with `strict=True`; structural problems (too few classes, empty
-classes, classes with < 2 usable images) are DataErrors before any training starts.
+candidate is fully decoded up front by edgexfer.imaging.decode (the decode training and serving use;
+a file over the pixel limit the runtime refuses is skipped here too); failures are skipped and reported
+with a reason, or raised with `strict=True`; structural problems (too few classes, empty classes,
+classes with < 2 usable images) are DataErrors before any training starts.
 
 Layouts:
 - "classes": ROOT/<class>/**/image  (split later by `splits.stratified_split`)
@@ -14,16 +15,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgexfer.data.images import (
-    IMAGE_EXTENSIONS,
-    ImageDecodeError,
-    decode_bytes,
-    read_bytes,
-)
+from edgexfer import imaging
+from edgexfer.imaging import IMAGE_EXTENSIONS, ImageDecodeError
 from edgexfer.errors import DataError, UserError
 
 log = logging.getLogger("edgexfer.data")
@@ -131,8 +127,7 @@ def _list_candidates(class_dir: Path) -> tuple[list[Path], int]:
     for dirpath, dirnames, filenames in os.walk(class_dir):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
-            is_image = Path(name).suffix.lower() in IMAGE_EXTENSIONS and not name.startswith(".")
-            if is_image:
+            if imaging.is_image_name(name):
                 found.append(Path(dirpath) / name)
             else:
                 ignored += 1  # .txt, .DS_Store, AppleDouble "._x.jpg" files ...
@@ -140,18 +135,14 @@ def _list_candidates(class_dir: Path) -> tuple[list[Path], int]:
 
 
 def check_file(path: Path) -> tuple[str | None, str]:
-    """Fully decode one file; return (reason it failed or None, sha256 of its bytes)."""
+    """Fully decode one file (`imaging.decode`, native size); return (reason it failed or None, sha256 of its bytes)."""
     try:
-        data = read_bytes(str(path))
+        data = imaging.read_file(path)
         digest = hashlib.sha256(data).hexdigest()
-        decode_bytes(data)
+        imaging.decode(data)
         return None, digest
     except ImageDecodeError as exc:
-        return str(exc), ""
-
-
-def _workers() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
+        return exc.reason, ""
 
 
 def _list_all(split_dirs: dict[str, Path], class_names: list[str], scan: FolderScan):
@@ -179,17 +170,16 @@ def _list_all(split_dirs: dict[str, Path], class_names: list[str], scan: FolderS
 def _decode_all(root: Path, listed: dict[str, list[tuple[Path, int]]], scan: FolderScan) -> dict[str, str]:
     """Decode every candidate; fill scan.files / scan.skipped; return relpath -> content sha256."""
     hashes: dict[str, str] = {}
-    with ThreadPoolExecutor(_workers()) as pool:  # PIL decoders release the GIL
-        for split, items in listed.items():
-            results = pool.map(check_file, [path for path, _ in items])
-            scan.files[split] = []
-            for (path, label), (reason, digest) in zip(items, results):
-                rel = path.relative_to(root).as_posix()
-                if reason is None:
-                    scan.files[split].append((rel, label))
-                    hashes[rel] = digest
-                else:
-                    scan.skipped.append({"path": rel, "reason": reason})
+    for split, items in listed.items():
+        results = imaging.parallel_map(check_file, [path for path, _ in items])  # PIL releases the GIL
+        scan.files[split] = []
+        for (path, label), (reason, digest) in zip(items, results):
+            rel = path.relative_to(root).as_posix()
+            if reason is None:
+                scan.files[split].append((rel, label))
+                hashes[rel] = digest
+            else:
+                scan.skipped.append({"path": rel, "reason": reason})
     return hashes
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgexfer.data.images import IMAGE_EXTENSIONS, ImageDecodeError, decode_file, normalize_size, resize_rgb
+from edgexfer import imaging
 from edgexfer.errors import UserError
+from edgexfer.imaging import IMAGE_EXTENSIONS
 
 
 def unlabeled_images(folder: str | Path, image_size: int | tuple[int, int], *,
@@ -19,15 +20,10 @@ def unlabeled_images(folder: str | Path, image_size: int | tuple[int, int], *,
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise UserError(f"Expected --unlabeled to be a folder of images. Received: {folder} (not a directory).")
-    size = normalize_size(image_size)
-    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-                   and not p.name.startswith("."))
-    images, skipped = [], 0
-    for path in paths[:limit] if limit else paths:
-        try:
-            images.append(resize_rgb(decode_file(str(path)), size))
-        except (OSError, ImageDecodeError):
-            skipped += 1
+    paths = sorted(p for p in root.rglob("*") if imaging.is_image_name(p.name) and p.is_file())
+    decoded = imaging.decode_many(paths[:limit] if limit else paths, image_size)
+    images = [im for im in decoded if isinstance(im, np.ndarray)]
+    skipped = len(decoded) - len(images)
     if not images:
         raise UserError(f"Expected readable images under {root} (extensions {' '.join(sorted(IMAGE_EXTENSIONS))}). "
                         f"Received: {len(paths)} candidate files, {skipped} unreadable.")

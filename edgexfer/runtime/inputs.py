@@ -2,21 +2,21 @@
 
 Accepted: a uint8 / float (16, 32, 64) numpy array, HWC (one image) or NHWC; a PIL image; a file path; or a
 list/tuple of any of these (arrays in a list must be single HWC images). PIL images and files are decoded to
-RGB (or L for one-channel models) and resized to the input spec with bilinear filtering. Arrays are NOT
-resized: an array of the wrong height/width is an error (resize it yourself, or pass PIL images / paths).
+RGB (or L for one-channel models) and resized to the input spec by `edgexfer.imaging.decode`, the decode the
+training side uses (EXIF orientation, alpha over white, 16-bit scaling, JPEG draft mode, PIL bilinear), several
+files at once across threads. Arrays are NOT resized: an array of the wrong height/width is an error (resize it
+yourself, or pass PIL images / paths).
 
 Files and PIL images are refused (ImageError) above a pixel limit read from the header before decoding
-(`max_pixels_limit`: 64 million by default, EDGEXFER_MAX_IMAGE_PIXELS or `Model.max_pixels` to change it).
-A file that cannot be read is an ImageError naming it; `prepare_each` collects those per image.
+(`imaging.max_pixels_limit`: 64 million by default, EDGEXFER_MAX_IMAGE_PIXELS or `Model.max_pixels`). A file
+that cannot be read is an ImageError naming it; `prepare_each` collects those per image.
 """
 from __future__ import annotations
 
 import functools
 import math
 import os
-import struct
 import sys
-import zlib
 from typing import Any
 
 import numpy as np
@@ -25,11 +25,6 @@ from edgexfer.errors import ImageError, UserError
 from edgexfer.manifest import InputSpec, QuantParams
 
 _FLOATS = (np.float16, np.float64)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
-DEFAULT_MAX_PIXELS = 64_000_000  # one decoded image: 192 MB as RGB; an 8K frame is 33 million pixels
-MAX_PIXELS_ENV = "EDGEXFER_MAX_IMAGE_PIXELS"
-#: what a damaged or hostile file makes PIL raise while reading its header or pixels
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
 
 
 def prepare(x: Any, spec: InputSpec, max_pixels: int | None = None) -> np.ndarray:
@@ -40,7 +35,8 @@ def prepare(x: Any, spec: InputSpec, max_pixels: int | None = None) -> np.ndarra
     if isinstance(x, np.ndarray):
         return check_array(x, spec)
     items = _items(x, spec)
-    return _stack([_one(item, spec, i, max_pixels) for i, item in enumerate(items)], spec)
+    decoded = _decode_files(items, spec, max_pixels)
+    return _stack([_one(item, spec, i, decoded) for i, item in enumerate(items)], spec)
 
 
 def prepare_each(x: Any, spec: InputSpec, max_pixels: int | None = None
@@ -53,10 +49,12 @@ def prepare_each(x: Any, spec: InputSpec, max_pixels: int | None = None
     if isinstance(x, np.ndarray):
         batch = check_array(x, spec)
         return batch, list(range(len(batch))), {}
+    items = _items(x, spec)
+    decoded = _decode_files(items, spec, max_pixels)
     arrays, good, errors = [], [], {}
-    for i, item in enumerate(_items(x, spec)):
+    for i, item in enumerate(items):
         try:
-            arrays.append(_one(item, spec, i, max_pixels))
+            arrays.append(_one(item, spec, i, decoded))
         except ImageError as exc:
             errors[i] = exc
             continue
@@ -123,78 +121,34 @@ def _finite(arr: np.ndarray) -> bool:
         return math.isfinite(float(flat.dot(flat)))
 
 
-# -- decoding files and PIL images ------------------------------------------------------------------------
-def max_pixels_limit(max_pixels: int | None = None) -> int:
-    """The pixel limit for one decoded image: `max_pixels`, else EDGEXFER_MAX_IMAGE_PIXELS, else 64 million.
-
-    Why a limit of our own: a 12 KB PNG can declare 10000x10000 pixels and decode to hundreds of MB, and
-    PIL only refuses far larger images (with an exception type of its own). The header gives the size
-    before anything is decoded.
-    """
-    if max_pixels is None:
-        raw = os.environ.get(MAX_PIXELS_ENV)
-        if not raw:
-            return DEFAULT_MAX_PIXELS
-        try:
-            max_pixels = int(raw)
-        except ValueError:
-            max_pixels = 0
-    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
-        raise UserError(f"Expected max_pixels ({MAX_PIXELS_ENV}) to be a positive integer. Received: "
-                        f"{max_pixels!r}.")
-    return max_pixels
-
-
+# -- decoding files and PIL images (edgexfer.imaging: the decode training uses) ----------------------------
 def load_image(item: Any, spec: InputSpec, max_pixels: int | None = None) -> np.ndarray:
-    """Decode a file path or PIL image to uint8 HWC at the spec's size (ImageError when it cannot be)."""
-    from PIL import Image
+    """A file path or PIL image as uint8 HWC at the spec's size, decoded exactly as training decodes it
+    (`edgexfer.imaging.decode`); an ImageError names an image that cannot be used."""
+    from edgexfer import imaging
 
-    limit = max_pixels_limit(max_pixels)
-    if _is_pil(item):
-        _check_pixels(item.size, "the PIL image", limit)
-        return _pil_to_array(item, spec)
-    path = os.fspath(item)
-    try:
-        with Image.open(path) as img:
-            _check_pixels(img.size, path, limit)  # from the header: nothing decoded yet
-            return _pil_to_array(img, spec)
-    except UserError:
-        raise
-    except Image.DecompressionBombError as exc:  # larger still than PIL's own cap (checked before ours)
-        raise ImageError(f"Expected an image of at most {limit:,} pixels. Received: {path}, larger than PIL "
-                         f"accepts ({exc}). Resize it before classifying it.") from exc
-    except FileNotFoundError as exc:
-        raise ImageError(f"Expected an image file. Received: {path} (not found).") from exc
-    except IsADirectoryError as exc:
-        raise ImageError(f"Expected an image file. Received: {path} (a directory).") from exc
-    except _DECODE_ERRORS as exc:
-        raise ImageError(f"Expected a readable image file. Received: {path}, which cannot be decoded "
-                         f"({type(exc).__name__}: {exc}).") from exc
+    return imaging.decode(item, (spec.height, spec.width), channels=spec.channels, max_pixels=max_pixels)
 
 
-def _check_pixels(size: tuple[int, int], source: str, limit: int) -> None:
-    width, height = size
-    if width * height > limit:
-        raise ImageError(f"Expected an image of at most {limit:,} pixels. Received: {source}, {width}x{height} = "
-                         f"{width * height:,} pixels (read from its header, not decoded). Resize it, or raise "
-                         f"the limit (max_pixels=..., {MAX_PIXELS_ENV}).")
+def _decode_files(items: list[Any], spec: InputSpec, max_pixels: int | None) -> dict[int, Any]:
+    """{index: uint8 HWC array or its ImageError} for the file paths and PIL images among `items`, decoded
+    in parallel (`imaging.decode_many`); {} when there are none, without importing PIL."""
+    wanted = [i for i, item in enumerate(items) if isinstance(item, (str, os.PathLike)) or _is_pil(item)]
+    if not wanted:
+        return {}
+    from edgexfer import imaging
+
+    decoded = imaging.decode_many([items[i] for i in wanted], (spec.height, spec.width), channels=spec.channels,
+                                  max_pixels=max_pixels)
+    return dict(zip(wanted, decoded))
 
 
-def _pil_to_array(img: Any, spec: InputSpec) -> np.ndarray:
-    from PIL import Image
-
-    mode = "L" if spec.channels == 1 else "RGB"
-    if spec.channels not in (1, 3):
-        raise UserError(f"Images can be decoded for 1- or 3-channel models; this one takes {spec.channels}.")
-    img = img.convert(mode)
-    if img.size != (spec.width, spec.height):
-        img = img.resize((spec.width, spec.height), Image.Resampling.BILINEAR)
-    arr = np.asarray(img, dtype=np.uint8)
-    return arr[..., None] if arr.ndim == 2 else arr
-
-
-def _one(item: Any, spec: InputSpec, index: int, max_pixels: int | None) -> np.ndarray:
+def _one(item: Any, spec: InputSpec, index: int, decoded: dict[int, Any]) -> np.ndarray:
     """One list item as a single HWC image of the spec's shape, or ImageError naming the item."""
+    if index in decoded:
+        if isinstance(decoded[index], Exception):
+            raise decoded[index]
+        return decoded[index]
     if isinstance(item, np.ndarray):
         if item.ndim != 3:
             raise ImageError(f"Expected each array in a list to be one image (H, W, C) = {spec.shape}. "
@@ -207,8 +161,6 @@ def _one(item: Any, spec: InputSpec, index: int, max_pixels: int | None) -> np.n
             return check_array(item, spec)[0]
         except UserError as exc:
             raise ImageError(f"Item {index}: {exc}") from exc
-    if isinstance(item, (str, os.PathLike)) or _is_pil(item):
-        return load_image(item, spec, max_pixels)
     raise ImageError(f"Expected list items to be arrays, PIL images or file paths. Received: item {index} of "
                      f"type {type(item).__name__}.")
 
@@ -216,6 +168,15 @@ def _one(item: Any, spec: InputSpec, index: int, max_pixels: int | None) -> np.n
 def _is_pil(x: Any) -> bool:
     image_module = sys.modules.get("PIL.Image")  # not imported -> x cannot be a PIL image
     return image_module is not None and isinstance(x, image_module.Image)
+
+
+def __getattr__(name: str) -> Any:
+    """`IMAGE_SUFFIXES` moved to edgexfer.imaging; kept here, looked up on use, for deploy/arm64/compare.py."""
+    if name == "IMAGE_SUFFIXES":
+        from edgexfer.imaging import IMAGE_SUFFIXES
+
+        return IMAGE_SUFFIXES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # -- integer engines ---------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgexfer.data.images import ImageDecodeError, decode_file, normalize_size, resize_rgb, to_rgb
+from edgexfer.imaging import ImageDecodeError, decode, normalize_size, resize_rgb, to_rgb
 from edgexfer.errors import UserError
 
 from .conftest import corrupt_files, odd_mode_images, save
@@ -14,13 +14,13 @@ from .conftest import corrupt_files, odd_mode_images, save
 @pytest.mark.parametrize("name", sorted(odd_mode_images()))
 def test_odd_modes_convert_to_rgb_uint8(tmp_path, name):
     img, fmt = odd_mode_images()[name]
-    out = decode_file(str(save(tmp_path / name, img, fmt)))
+    out = decode(save(tmp_path / name, img, fmt))
     assert out.dtype == np.uint8 and out.shape == (12, 12, 3)
 
 
 def test_sixteen_bit_scales_to_eight_bit(tmp_path):
     img, _ = odd_mode_images()["sixteen.png"]
-    out = decode_file(str(save(tmp_path / "s.png", img)))
+    out = decode(save(tmp_path / "s.png", img))
     assert out[..., 0].ravel().tolist() == list(range(144))  # v*257 -> v
 
 
@@ -36,13 +36,13 @@ def test_corrupt_files_raise_with_reason(tmp_path, name):
     path = tmp_path / name
     path.write_bytes(corrupt_files()[name])
     with pytest.raises(ImageDecodeError) as info:
-        decode_file(str(path))
-    assert str(info.value)
+        decode(path)
+    assert str(path) in str(info.value) and info.value.reason
 
 
-def test_missing_file_is_unreadable(tmp_path):
-    with pytest.raises(ImageDecodeError, match="unreadable"):
-        decode_file(str(tmp_path / "nope.png"))
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(ImageDecodeError, match="not found"):
+        decode(tmp_path / "nope.png")
 
 
 def test_resize_and_size_normalisation():

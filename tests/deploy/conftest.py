@@ -53,5 +53,17 @@ def start_app(*args: str, stderr_file: Path, **env: str) -> subprocess.Popen:
                                 stdout=subprocess.DEVNULL, stderr=err, cwd=REPO, env=app_env(**env))
 
 
+def app_module():
+    """The app imported in this process (it is a script, not a package module), once."""
+    import importlib.util
+
+    name = "edgexfer_app_under_test"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, APP)
+        sys.modules[name] = module = importlib.util.module_from_spec(spec)  # dataclasses look it up
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 def json_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import APP, json_lines, run_app, start_app
+from tests.deploy.conftest import APP, app_module, json_lines, run_app, start_app
 
 pytestmark = pytest.mark.runtime
 
@@ -119,18 +119,6 @@ def test_app_never_imports_tensorflow(shared_bundle, image_files):
 
 
 # -- hostile and careless input (issue 15) -------------------------------------------------------------------
-def _app_module():
-    """The app imported in this process (it is a script, not a package module), once."""
-    import importlib.util
-
-    name = "edgexfer_app_under_test"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, APP)
-        sys.modules[name] = module = importlib.util.module_from_spec(spec)  # dataclasses look it up
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 def _state_row(path: Path) -> bytes:
     st = path.stat()
     return json.dumps([str(path), st.st_mtime_ns, st.st_size]).encode() + b"\n"
@@ -198,7 +186,7 @@ def test_a_file_renamed_into_the_folder_is_read_at_once(shared_bundle, image_fil
 
 
 def test_watcher_settle_rules(tmp_path):
-    app = _app_module()
+    app = app_module()
     now = [100.0]
     watcher = app.Watcher(tmp_path, 0.1, set(), once=False, settle=2.0, clock=lambda: now[0])
     (tmp_path / "a.png").write_bytes(b"partial")
@@ -214,7 +202,7 @@ def test_watcher_settle_rules(tmp_path):
 
 
 def test_a_file_that_changed_while_it_was_read_is_not_failed(tmp_path):
-    app = _app_module()
+    app = app_module()
     path = tmp_path / "a.png"
     path.write_bytes(b"half")
     st = path.stat()
@@ -228,7 +216,7 @@ def test_a_file_that_changed_while_it_was_read_is_not_failed(tmp_path):
 
 
 def test_state_parser_keeps_good_lines(tmp_path):
-    app = _app_module()
+    app = app_module()
     good, damaged = app.parse_state(b'["/a.png", 1, 2]\n\n{"not": "a row"}\n["/b.png", 3, 4]\n["/c.p')
     assert good == [b'["/a.png", 1, 2]', b'["/b.png", 3, 4]'] and damaged == [3, 5]
 

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from edgexfer.cli import main
+from runtime_helpers import edit_manifest
 
 pytestmark = pytest.mark.runtime
 
@@ -64,3 +65,12 @@ def test_errors_are_one_line_exit_2(bundle_dir, image_dir, args):
     result = _invoke(*[a.format(bundle=bundle_dir, img=img) for a in args])
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: ") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_allow_failed_runs_an_artifact_whose_parity_did_not_pass(bundle_copy, image_dir):
+    edit_manifest(bundle_copy, lambda raw: raw["artifacts"]["onnx"].update(status="failed"))
+    img = str(next(image_dir.rglob("*.png")))
+    refused = _invoke(str(bundle_copy), img, "--format", "onnx")
+    assert refused.exit_code == 2 and "--allow-failed" in refused.stderr, refused.output
+    allowed = _invoke(str(bundle_copy), img, "--format", "onnx", "--allow-failed")
+    assert allowed.exit_code == 0 and allowed.stdout.startswith(img), allowed.output
