@@ -54,14 +54,34 @@ class LazyGroup(click.Group):
                 formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context):  # noqa: D401 - click API
+        _terminate_like_interrupt()
         try:
             return super().invoke(ctx)
         except EdgexferError as exc:
             click.secho(f"Error: {exc}", err=True, fg="red")
             ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
-            ctx.exit(130)
+        except KeyboardInterrupt as exc:
+            click.echo("Terminated." if isinstance(exc, Terminated) else "Interrupted.", err=True)
+            ctx.exit(143 if isinstance(exc, Terminated) else 130)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, `systemctl stop`, a CI timeout), delivered like Ctrl-C so cleanup still runs."""
+
+
+def _terminate_like_interrupt() -> None:
+    """Let SIGTERM unwind the stack like Ctrl-C: staging folders are removed and conversion children
+    killed by the same `finally` blocks (Python's default SIGTERM ends the process with no cleanup)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _exists(module: str) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from edgexfer._deps import require
-from edgexfer.errors import ConversionError
+from edgexfer.errors import ConversionError, UserError
 
 INPUT_NAME = "images"
 OUTPUT_NAME = "probs"
@@ -41,7 +41,12 @@ def load_model(path: str) -> Any:
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     keras = require("keras", purpose="export")
-    model = keras.saving.load_model(path, compile=False)
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as exc:  # a truncated or foreign file: the user's to fix, not a converter bug
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"Expected a Keras model file written by `edgexfer train`. Received: {path}, which Keras "
+                        f"cannot load ({type(exc).__name__}: {first[:200]}). Train the run again.") from None
     found = augmentation_layers(model)
     if found:
         raise ConversionError(

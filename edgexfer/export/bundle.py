@@ -39,6 +39,31 @@ def check_target(out: Path, force: bool, archive: bool) -> None:
         raise UserError(f"{taken[0]} already exists. Choose another --out or pass --force to replace it.")
 
 
+def remove_abandoned(out: Path) -> list[Path]:
+    """Delete staging folders of `out` left by an export that was killed outright (SIGKILL, power cut):
+    their names carry the pid of the export that made them, and that process no longer exists."""
+    removed = []
+    for kind in ("partial", "work", "old"):
+        for path in out.parent.glob(f".{out.name}.{kind}-*-*"):
+            pid = path.name[len(f".{out.name}.{kind}-"):].split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                if kind == "old" and (path / "bundle").is_dir() and not out.exists():
+                    os.replace(path / "bundle", out)  # killed mid-swap: the previous bundle comes back
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Staging:
     """`with Staging(out, force, archive) as st:` build under st.root, scratch under st.work; st.commit()."""
 
@@ -50,8 +75,10 @@ class Staging:
 
     def __enter__(self) -> "Staging":
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.root = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.partial-", dir=self.out.parent))
-        self.work = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.work-", dir=self.out.parent))
+        remove_abandoned(self.out)
+        pid = os.getpid()
+        self.root = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.partial-{pid}-", dir=self.out.parent))
+        self.work = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.work-{pid}-", dir=self.out.parent))
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -66,7 +93,7 @@ class Staging:
         zip_tmp = self._zip() if self.archive else None
         old = None
         if self.out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.old-", dir=self.out.parent))
+            old = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.old-{os.getpid()}-", dir=self.out.parent))
             os.replace(self.out, old / "bundle")
         try:
             os.replace(self.root, self.out)

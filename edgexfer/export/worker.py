@@ -63,11 +63,29 @@ def _write_json(path: Path, data: Any) -> None:
     tmp.replace(path)
 
 
+def die_with_parent() -> None:
+    """Linux: ask the kernel to SIGKILL this child when the export process dies (even by SIGKILL), so a
+    killed export leaves no orphaned converter running; elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before the request took effect
+        os._exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
     if len(args) != 2:
         print("usage: python -m edgexfer.export.worker JOBS.json RESULTS.json", file=sys.stderr)
         return 2
+    die_with_parent()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return run_jobs(json.loads(Path(args[0]).read_text()), Path(args[1]))
 

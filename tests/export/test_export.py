@@ -3,6 +3,7 @@ shared by the round-trip tests (each format exports, loads through the runtime, 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -194,3 +195,63 @@ def test_interrupted_export_keeps_existing_bundle(exported, run_dir, monkeypatch
         export(run_dir, exported.bundle, formats=["onnx"], force=True, archive=True)
     assert {p.name: p.stat().st_mtime_ns for p in exported.bundle.rglob("*")} == before
     assert sorted(p.name for p in exported.bundle.parent.iterdir()) == siblings
+
+
+def test_truncated_model_is_one_line_user_error(run_dir, tmp_path):
+    from edgexfer.cli import main
+
+    broken = tmp_path / "run"
+    shutil.copytree(run_dir, broken)
+    data = (broken / "model.keras").read_bytes()
+    (broken / "model.keras").write_bytes(data[: len(data) // 3])
+    res = CliRunner().invoke(main, ["export", str(broken), "--out", str(tmp_path / "b"), "--formats", "onnx"])
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+    assert "cannot load" in res.output and "Train the run again" in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no staging folders left
+
+
+def test_sigterm_cleans_up_staging_and_children(run_dir, tmp_path):
+    """`kill` on a running export: exit 143, no hidden staging folder, no conversion process left."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    proc = subprocess.Popen([sys.executable, "-m", "edgexfer", "export", str(run_dir), "--out", str(tmp_path / "b")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    children = []
+    while time.monotonic() < deadline and not children:
+        children = [c for c in psutil.Process(proc.pid).children(recursive=True)
+                    if "edgexfer.export.worker" in " ".join(c.cmdline())]
+        time.sleep(0.2)
+    assert children, "no conversion child started"
+    os.kill(proc.pid, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 143, out
+    assert "Traceback" not in out and "Terminated." in out
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_staging_of_a_killed_export_is_removed_by_the_next(tmp_path):
+    import subprocess
+    import sys
+
+    from edgexfer.export.bundle import remove_abandoned
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    out = tmp_path / "bundle"
+    for name in (f".bundle.partial-{dead}-x1", f".bundle.work-{dead}-x2", f".bundle.partial-{os.getpid()}-x3"):
+        (tmp_path / name).mkdir()
+    (tmp_path / f".bundle.old-{dead}-x4" / "bundle").mkdir(parents=True)  # killed mid-swap
+    (tmp_path / f".bundle.old-{dead}-x4" / "bundle" / "manifest.json").write_text("{}")
+    removed = remove_abandoned(out)
+    assert len(removed) == 3
+    assert (tmp_path / f".bundle.partial-{os.getpid()}-x3").is_dir()  # a live export's folder stays
+    assert (out / "manifest.json").is_file()  # the previous bundle is restored, not deleted
