@@ -11,7 +11,7 @@ import pytest
 
 from edgexfer.errors import IntegrityError, MissingDependencyError, UserError
 from edgexfer.runtime import backends, load, select
-from runtime_helpers import edit_manifest
+from runtime_helpers import edit_manifest, zip_bundle
 
 pytestmark = pytest.mark.runtime
 X = np.zeros((2, 32, 32, 3), np.uint8)
@@ -90,19 +90,11 @@ def test_corrupt_model_file_clear_error(bundle_copy, artifact_backend, manifest,
 
 
 # -- zip bundles ---------------------------------------------------------------------------------------------
-def _zip(bundle: Path, archive: Path, prefix: str = "bundle/", extra: dict[str, bytes] | None = None) -> Path:
-    with zipfile.ZipFile(archive, "w") as zf:
-        for f in sorted(bundle.rglob("*")):
-            if f.is_file():
-                zf.write(f, prefix + f.relative_to(bundle).as_posix())
-        for name, data in (extra or {}).items():
-            zf.writestr(name, data)
-    return archive
 
 
 @pytest.mark.parametrize("prefix", ["", "bundle/"])
 def test_zip_bundle_loads(bundle_dir, tmp_path, images, reference, prefix):
-    archive = _zip(bundle_dir, tmp_path / "b.zip", prefix)
+    archive = zip_bundle(bundle_dir, tmp_path / "b.zip", prefix)
     for _ in range(2):  # the second load reuses the extraction
         with load(archive, format="onnx") as m:
             np.testing.assert_allclose(m.predict(images), reference, atol=1e-6)
@@ -111,14 +103,14 @@ def test_zip_bundle_loads(bundle_dir, tmp_path, images, reference, prefix):
 @pytest.mark.parametrize("entry", ["../evil.txt", "bundle/../../evil.txt", "/tmp/evil.txt", "..\\evil.txt",
                                    "C:/evil.txt"])
 def test_zip_slip_rejected(bundle_dir, tmp_path, entry):
-    archive = _zip(bundle_dir, tmp_path / "evil.zip", extra={entry: b"owned"})
+    archive = zip_bundle(bundle_dir, tmp_path / "evil.zip", extra={entry: b"owned"})
     with pytest.raises(IntegrityError, match="Unsafe entry"):
         load(archive)
     assert not (tmp_path / "evil.txt").exists()
 
 
 def test_zip_symlink_rejected(bundle_dir, tmp_path):
-    archive = _zip(bundle_dir, tmp_path / "link.zip")
+    archive = zip_bundle(bundle_dir, tmp_path / "link.zip")
     with zipfile.ZipFile(archive, "a") as zf:
         info = zipfile.ZipInfo("bundle/link")
         info.external_attr = (stat.S_IFLNK | 0o777) << 16
