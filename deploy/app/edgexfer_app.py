@@ -418,15 +418,43 @@ def _quiet_pil_bomb_warning() -> None:
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
+def start_up(args: argparse.Namespace, items: queue.Queue, stop: threading.Event, done: Done) -> tuple[Any, list[int]]:
+    """Load the model, warm it up, start the sources: one progress step each on stderr (a bar on a terminal,
+    "edgexfer-app [i/3] ..." lines in a log), then the "ready" line. Why a warm-up: the first call of an
+    engine compiles or allocates, and the first real image should not pay for it."""
+    from edgexfer.progress import Reporter, Tracker
+
+    with Reporter("edgexfer-app") as reporter:
+        steps = Tracker(reporter, total=3)
+        started = time.perf_counter()
+        model = load(args.bundle, format=args.artifact, backend=args.backend, device=args.device,
+                     threads=args.threads)
+        steps.step(f"loaded {model.format} ({model.precision}) on {model.backend}/{model.device} "
+                   f"in {time.perf_counter() - started:.2f} s (rule: {model.details.get('rule') or 'n/a'})")
+        started = time.perf_counter()
+        try:
+            model.predict(np.zeros((1, *model.input_spec.shape), np.uint8))
+        except BaseException:
+            model.close()
+            raise
+        steps.step(f"first inference done ({1e3 * (time.perf_counter() - started):.0f} ms)")
+        sources = [start_sources(args, items, stop, done)]
+        steps.step(f"{sources[0]} source(s) started: " + ", ".join(_source_names(args)))
+    print(f"edgexfer-app: ready {model.format} on {model.backend}/{model.device}", file=sys.stderr, flush=True)
+    return model, sources
+
+
+def _source_names(args: argparse.Namespace) -> list[str]:
+    return ([f"watching {args.watch}"] if args.watch else []) + (["stdin"] if args.stdin else []) + (
+        [f"camera {args.camera}"] if args.camera is not None else [])
+
+
 def run(args: argparse.Namespace, out: TextIO) -> int:
     _quiet_pil_bomb_warning()
     stop = threading.Event()
     install_signal_handlers(stop)
-    model = load(args.bundle, format=args.artifact, backend=args.backend, device=args.device,
-                 threads=args.threads)
-    print(f"edgexfer-app: ready {model.format} on {model.backend}/{model.device}", file=sys.stderr, flush=True)
     done, items = Done(args.state, args.move_to), queue.Queue()
-    sources = [start_sources(args, items, stop, done)]
+    model, sources = start_up(args, items, stop, done)
     with model:
         while True:
             batch = next_batch(items, args.batch_size, stop, sources)

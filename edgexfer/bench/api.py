@@ -4,12 +4,13 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from edgexfer.bench import report
 from edgexfer.bench import tune as tuning
 from edgexfer.bench.sweep import SweepConfig, run_sweep
 from edgexfer.manifest import Manifest
+from edgexfer.progress import Callback
 
 __all__ = ["bench", "BenchResult", "SweepConfig"]
 
@@ -48,8 +49,10 @@ def _write_data(data: str, bundle: str | Path, folder: Path) -> str:
 
 def bench(bundle: str | Path, config: SweepConfig | None = None, *, data: str | None = None,
           out: str | Path | None = None, tune: bool = False,
-          progress: Callable | None = None) -> BenchResult:
-    """Run the sweep, write results.{json,csv,md} and plots to `out` (default BUNDLE/bench)."""
+          progress: Callback | None = None) -> BenchResult:
+    """Run the sweep, write results.{json,csv,md} and plots to `out` (default BUNDLE/bench).
+
+    progress: called with an edgexfer.progress.Step after each cell (`edgexfer.progress.Reporter` draws them)."""
     config = config or SweepConfig()
     with tempfile.TemporaryDirectory(prefix="edgexfer-bench-") as tmp:
         if data:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edgexfer.bench.stats import NOISY_CV, NOISY_TAIL
 from edgexfer.bench.sweep import RESULTS_SCHEMA_VERSION
 from edgexfer.errors import UserError
 
@@ -41,6 +42,20 @@ def _note(cell: dict) -> str:
     if cell.get("status") != "ok":
         return "ERROR: " + cell.get("error", "")[:80]
     return "noisy" if cell["latency"]["noisy"] else ""
+
+
+def explain(results: dict[str, Any]) -> list[str]:
+    """One line per artifact the sweep skipped (with why), and one line saying what "noisy" means and what
+    to do about it when any cell is noisy: printed under the table and written into results.md."""
+    skipped = results.get("skipped", [])
+    lines = [f"skipped {s.get('_hardware_short', '')}{s['artifact']}: {s['reason']}" for s in skipped]
+    ok = [c for c in results["cells"] if c.get("status") == "ok"]
+    noisy = sum(bool(c["latency"].get("noisy")) for c in ok)
+    if noisy:
+        lines.append(f"noisy ({noisy} of {len(ok)} cells): the timed runs spread too widely to trust the median "
+                     f"(std/mean > {NOISY_CV:.2f} or p99/p50 > {NOISY_TAIL:g}); re-run on a quiet machine (nothing "
+                     "else running, on mains power) with more --runs and --seconds, or fewer --threads than cores.")
+    return lines
 
 
 def machine_label(machine: dict[str, Any]) -> str:
@@ -139,7 +154,8 @@ def write_all(results: dict[str, Any], out_dir: str | Path, hardware: bool = Fal
     title = f"# Benchmark: {results['model']}\n\n"
     machines = results.get("machines") or [results["machine"]]
     header = title + "\n".join(f"- machine: {machine_label(m)}, {m['os']}, Python {m['python']}" for m in machines)
-    paths["md"].write_text(header + "\n\n" + markdown(results, hardware) + "\n")
+    notes = "".join(f"\n- {line}" for line in explain(results))
+    paths["md"].write_text(header + "\n\n" + markdown(results, hardware) + "\n" + (notes + "\n" if notes else ""))
     for i, p in enumerate(plot(results, out)):
         paths[f"plot{i}"] = p
     return paths
@@ -163,12 +179,13 @@ def compare(paths: list[str | Path]) -> dict[str, Any]:
     if len(paths) < 1:
         raise UserError("Expected at least one results file to compare. Received: none.")
     docs = [load_results(p) for p in paths]
-    cells = []
+    cells, skipped = [], []
     for i, doc in enumerate(docs):
         label = machine_label(doc["machine"])
         for cell in doc["cells"]:
             cells.append({**cell, "_hardware": label, "_hardware_short": f"[{i + 1}] ", "model": doc["model"]})
+        skipped += [{**s, "_hardware_short": f"[{i + 1}] "} for s in doc.get("skipped", [])]
     models = sorted({d["model"] for d in docs})
     return {"schema_version": RESULTS_SCHEMA_VERSION, "kind": "bench", "model": " + ".join(models),
             "machine": docs[0]["machine"], "machines": [d["machine"] for d in docs],
-            "sources": [str(p) for p in paths], "cells": cells}
+            "sources": [str(p) for p in paths], "cells": cells, "skipped": skipped}

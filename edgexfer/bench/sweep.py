@@ -2,7 +2,8 @@
 
 Every artifact that passed parity is paired with every installed backend that runs its family; OpenVINO is
 measured under both its LATENCY and THROUGHPUT hints; named precision variants add cells. Each cell runs
-in its own process (edgexfer.bench.cell), so the parent never imports an engine.
+in its own process (edgexfer.bench.cell), so the parent never imports an engine. An artifact of the bundle that
+gets no cell (parity failed, no installed backend, no requested device) is listed with why under "skipped".
 """
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from edgexfer.bench.cell import RESULT_PREFIX, CellSpec
 from edgexfer.errors import UserError
-from edgexfer.manifest import Manifest
+from edgexfer.manifest import Artifact, Manifest
+from edgexfer.progress import Callback, Tracker
 
 RESULTS_SCHEMA_VERSION = 1
 
@@ -99,9 +101,38 @@ def plan(bundle: str | Path, manifest: Manifest, config: SweepConfig, cpu_featur
                                 options={**m_opts, **v_opts}, runs=config.runs, seconds=config.seconds,
                                 warmup=config.warmup, data=config.data))
     if not cells:
+        why = "".join(f"\n  {s['artifact']}: {s['reason']}" for s in skipped_artifacts(manifest, config, cells))
         raise UserError("No benchmark cell to run: the bundle has no passed artifact that an installed backend "
-                        "can run on the requested devices. Check `edgexfer info BUNDLE` and the installed extras.")
+                        "can run on the requested devices. Check `edgexfer info BUNDLE` and the installed extras."
+                        + why)
     return cells
+
+
+def skipped_artifacts(manifest: Manifest, config: SweepConfig, cells: list[CellSpec]) -> list[dict[str, str]]:
+    """The bundle's artifacts that got no cell, each with why, so a report never drops one silently
+    (those that --formats or --backends left out are what the user asked for, and not listed)."""
+    planned = {c.artifact for c in cells}
+    reasons = {a.name: _skip_reason(a, config) for a in manifest.artifacts.values()
+               if a.name not in planned and not (config.formats and a.name not in config.formats)}
+    return [{"artifact": name, "reason": why} for name, why in reasons.items() if why]
+
+
+def _skip_reason(artifact: Artifact, config: SweepConfig) -> str | None:
+    from edgexfer.runtime import backends as registry
+
+    if not artifact.passed:
+        why = (artifact.parity or {}).get("reason") or "; ".join((artifact.parity or {}).get("failures", []))
+        return (f"parity {artifact.status}{' (' + why[:160] + ')' if why else ''}; the runtime refuses it: "
+                "see `edgexfer info BUNDLE`, re-export it, or loosen its gate with `edgexfer export --gate`")
+    names = registry.backends_for(artifact.format)
+    installed = [n for n in names if registry.is_available(n)]
+    if not installed:
+        extras = sorted({registry.get(n).extra for n in names})
+        return (f"no installed backend runs {artifact.format} artifacts ({', '.join(names)}; "
+                f"pip install 'edgexfer[{extras[0] if extras else 'cpu'}]')")
+    if config.backends and not set(installed) & set(config.backends):
+        return None  # --backends left it out on purpose
+    return f"none of {', '.join(installed)} runs on the requested devices {resolve_devices(config.devices)}"
 
 
 def run_one(spec: CellSpec, timeout: float = 600.0) -> dict[str, Any]:
@@ -118,23 +149,34 @@ def run_one(spec: CellSpec, timeout: float = 600.0) -> dict[str, Any]:
     return {**asdict(spec), "status": "error", "error": f"cell process exited {proc.returncode}: {' | '.join(tail)}"}
 
 
-def run_sweep(bundle: str | Path, config: SweepConfig,
-              progress: Callable[[list[CellSpec]], Any] | None = None) -> dict[str, Any]:
-    """Run every planned cell and return the results document (see RESULTS_SCHEMA_VERSION)."""
+def run_sweep(bundle: str | Path, config: SweepConfig, progress: Callback | None = None) -> dict[str, Any]:
+    """Run every planned cell and return the results document (see RESULTS_SCHEMA_VERSION).
+
+    progress: called with an edgexfer.progress.Step after each cell (its key and p50, or its error)."""
     from edgexfer.bench.machine import machine_record
 
     manifest = Manifest.load(bundle)
     machine = machine_record()
     cells = plan(bundle, manifest, config, set(machine["cpu_features"]))
+    tracker = Tracker(progress, total=len(cells))
     results = []
-    iterator = progress(cells) if progress else cells
-    for spec in iterator:
+    for spec in cells:
         results.append(run_one(spec, config.cell_timeout))
+        tracker.step(cell_text(spec, results[-1]), notable=results[-1].get("status") != "ok")
     for result in results:
         artifact = manifest.artifacts.get(result["artifact"])
         result["size_bytes"] = artifact.size_bytes if artifact else None
     return {
         "schema_version": RESULTS_SCHEMA_VERSION, "kind": "bench", "model": manifest.name,
         "bundle": str(bundle), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine,
-        "config": asdict(config), "cells": results,
+        "config": asdict(config), "cells": results, "skipped": skipped_artifacts(manifest, config, cells),
     }
+
+
+def cell_text(spec: CellSpec, result: dict[str, Any]) -> str:
+    """One line for a finished cell: its key, then p50 and throughput, or the error."""
+    if result.get("status") != "ok":
+        return f"{spec.key()}: ERROR {str(result.get('error', ''))[:160]}"
+    latency = result["latency"]
+    noisy = " (noisy)" if latency.get("noisy") else ""
+    return f"{spec.key()}: p50 {latency['p50_ms']:.3f} ms, {result['throughput_ips']:.0f} img/s{noisy}"

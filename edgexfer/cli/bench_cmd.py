@@ -1,4 +1,9 @@
-"""`edgexfer bench BUNDLE ...` and `edgexfer bench compare RESULTS...` (light imports at module level)."""
+"""`edgexfer bench BUNDLE [options]` and `edgexfer bench compare RESULTS... [--out DIR]` (light imports only).
+
+One command, so `edgexfer bench --help` shows the sweep's options. The rule for the first argument: the word
+`compare` on its own is the merge subcommand; anything else is the bundle. A bundle folder that is literally
+named `compare` is written as a path: `edgexfer bench ./compare`.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,23 +12,36 @@ import click
 
 from edgexfer.errors import UserError
 
+COMPARE = "compare"
+_COMPARE_CTX = "edgexfer.bench.compare"
 
-class _DefaultToRun(click.Group):
-    """`bench BUNDLE` runs the sweep; `bench compare ...` merges results. First argument decides."""
+
+class _BenchCommand(click.Command):
+    """`bench BUNDLE` runs the sweep; `bench compare ...` hands the rest of the line to `compare`."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
-            args = ["run", *args]
+        if args and args[0] == COMPARE:
+            # parent: the group's context, so usage reads "edgexfer bench compare" (not "... BUNDLE bench compare")
+            name = f"{ctx.info_name} {COMPARE}"
+            ctx.meta[_COMPARE_CTX] = compare.make_context(name, args[1:], parent=ctx.parent)
+            return []
         return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context):  # noqa: D401 - click API
+        sub = ctx.meta.get(_COMPARE_CTX)
+        if sub is None:
+            return super().invoke(ctx)
+        with sub:
+            return compare.invoke(sub)
 
 
 def _int_list(ctx, param, value: str) -> list[int]:
     try:
         items = [int(v) for v in value.split(",") if v.strip()]
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, received {value!r}") from None
+        raise click.BadParameter(f"Expected comma-separated integers. Received: {value!r}.") from None
     if not items or min(items) < 1:
-        raise click.BadParameter(f"expected positive integers, received {value!r}")
+        raise click.BadParameter(f"Expected positive integers. Received: {value!r}.")
     return items
 
 
@@ -31,12 +49,13 @@ def _str_list(ctx, param, value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
-@click.group(cls=_DefaultToRun, invoke_without_command=False)
-def bench() -> None:
-    """Benchmark a bundle (`bench BUNDLE`) or merge results from several machines (`bench compare`)."""
+EPILOG = """\b
+Merge results from several machines into one table and plot (hardware as a column):
+  edgexfer bench compare RESULTS... [--out DIR]     (see `edgexfer bench compare --help`)
+A bundle folder named `compare` is written as a path: edgexfer bench ./compare"""
 
 
-@bench.command("run")
+@click.command("bench", cls=_BenchCommand, epilog=EPILOG)
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False))
 @click.option("--devices", default="auto", show_default=True, help="auto, or a list such as cpu,cuda.")
 @click.option("--batch-sizes", default="1,8,32", show_default=True, callback=_int_list)
@@ -50,43 +69,55 @@ def bench() -> None:
 @click.option("--data", default=None, help="Image folder or builtin:NAME for an accuracy column.")
 @click.option("--out", default=None, type=click.Path(file_okay=False), help="Results folder [BUNDLE/bench].")
 @click.option("--tune", is_flag=True, help="Record the fastest choice per batch size in the bundle.")
-def run(bundle: str, devices: str, batch_sizes: list[int], threads: str | None, runs: int, seconds: float,
-        warmup: int, formats, backends, variants, data: str | None, out: str | None, tune: bool) -> None:
-    """Latency, throughput, memory, size and accuracy per artifact, backend, device and batch size."""
+def bench(bundle: str, devices: str, batch_sizes: list[int], threads: str | None, runs: int, seconds: float,
+          warmup: int, formats, backends, variants, data: str | None, out: str | None, tune: bool) -> None:
+    """Benchmark BUNDLE: latency, throughput, memory, size and accuracy per artifact, backend, device and
+    batch size, each cell in its own process (progress on stderr, the table on stdout)."""
     import os
 
-    from edgexfer.bench import api
+    from edgexfer.bench import api, report
+    from edgexfer.progress import Reporter
 
     config = api.SweepConfig(
         devices=[d.strip() for d in devices.split(",")], batch_sizes=batch_sizes,
         threads=_int_list(None, None, threads) if threads else [os.cpu_count() or 1], runs=max(runs, 5),
         seconds=seconds, warmup=warmup, formats=formats, backends=backends, variants=variants or [])
-    result = api.bench(bundle, config, data=data, out=out, tune=tune, progress=_progress)
+    with Reporter("bench") as progress:
+        result = api.bench(bundle, config, data=data, out=out, tune=tune, progress=progress)
     click.echo(result.table)
+    _echo_notes(report.explain(result.results))
     click.echo(f"\nResults: {result.paths['json'].parent}")
     if result.tuning:
         click.echo("Tuned (recorded in the bundle): " + ", ".join(
             f"batch {b}: {e['artifact']} on {e['backend']}" for b, e in sorted(result.tuning.items(), key=lambda kv: int(kv[0]))))
 
 
-@bench.command("compare")
-@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True))
+@click.command(COMPARE)
+@click.argument("results", nargs=-1, type=click.Path(exists=True))
 @click.option("--out", default="bench-compare", show_default=True, type=click.Path(file_okay=False))
 def compare(results: tuple[str, ...], out: str) -> None:
-    """Merge results.json files from different machines into one table and plot (hardware as a column)."""
+    """Merge results.json files (or the folders holding them) from different machines into one table and
+    plot, hardware as a column."""
     from edgexfer.bench import report
 
+    if not results:
+        hint = " To benchmark the bundle folder named compare, write `edgexfer bench ./compare`." \
+            if Path(COMPARE, "manifest.json").is_file() else ""
+        raise UserError("Expected results.json files (or folders holding one) to merge, e.g. `edgexfer bench "
+                        f"compare laptop/results.json pi/results.json`. Received: none.{hint}")
     merged = report.compare(list(results))
     paths = report.write_all(merged, out, hardware=True)
     click.echo(report.text_table(merged, hardware=True))
+    _echo_notes(report.explain(merged))
     click.echo(f"\nMerged results: {Path(paths['json']).parent}")
 
 
-def _progress(cells):
-    """A progress bar on stderr over the cells (hidden when stderr is not a terminal)."""
-    with click.progressbar(cells, label="Benchmarking", file=click.get_text_stream("stderr"),
-                           item_show_func=lambda c: c.key() if c else "") as bar:
-        yield from bar
+def _echo_notes(lines: list[str]) -> None:
+    """Skipped artifacts and noisy cells, one line each, under the table."""
+    if lines:
+        click.echo("")
+    for line in lines:
+        click.echo(line)
 
 
-__all__ = ["bench", "UserError"]
+__all__ = ["bench", "compare", "UserError"]

@@ -73,10 +73,12 @@ def export(run_dir: str, out: str, formats: list[str] | None, calibration_sample
     """Export RUN_DIR (model.keras + run.json), or the pretrained ImageNet classifier pretrained:NAME, to
     ONNX / TFLite / OpenVINO with parity checks."""
     from edgexfer.export import export as run_export
+    from edgexfer.progress import Reporter
 
-    result = run_export(run_dir, out, formats=formats, calibration_samples=calibration_samples,
-                        int8_io=int8_io, max_drop=max_drop, strict=strict, force=force,
-                        archive=archive, gates=gates, parity_samples=parity_samples, parallel=parallel)
+    with Reporter("export") as progress:
+        result = run_export(run_dir, out, formats=formats, calibration_samples=calibration_samples,
+                            int8_io=int8_io, max_drop=max_drop, strict=strict, force=force, archive=archive,
+                            gates=gates, parity_samples=parity_samples, parallel=parallel, progress=progress)
     click.echo(result.table())
     click.echo(f"\nBundle: {result.bundle}" + (f"  (archive: {result.archive})" if result.archive else ""))
     for name in result.failed:
@@ -108,7 +110,8 @@ def info(bundle: str, verify: bool, as_json: bool) -> None:
 
 
 def summary(manifest: Manifest) -> str:
-    """A human-readable summary of a manifest (the parity table comes from the one comparator)."""
+    """A human-readable summary of a manifest (the parity table comes from the one comparator); the
+    training history is summarised (epochs, best and final metrics): `info --json` has every value."""
     from edgexfer.export.parity import ParityResult, format_table
 
     prov = manifest.provenance
@@ -117,10 +120,10 @@ def summary(manifest: Manifest) -> str:
         f"Bundle {manifest.name!r} (schema {manifest.schema_version})",
         f"  labels ({len(manifest.labels)}): {', '.join(manifest.labels[:12])}{' ...' if len(manifest.labels) > 12 else ''}",
         f"  input: {inp.layout} {inp.height}x{inp.width}x{inp.channels} {inp.dtype} range {inp.value_range}",
-        f"  preprocessing: {manifest.preprocessing}",
+        f"  preprocessing: {_pairs(manifest.preprocessing)}",
         f"  backbone: {prov.get('backbone')} (weights: {prov.get('source_weights')})",
         f"  data: {prov.get('data', {}).get('source')} fingerprint {str(prov.get('data', {}).get('fingerprint'))[:23]}",
-        f"  training metrics: {prov.get('metrics', {})}",
+        *training_lines(prov.get("metrics") or {}),
         f"  created: {prov.get('created')}  edgexfer {prov.get('versions', {}).get('edgexfer')}",
         "",
     ]
@@ -135,3 +138,57 @@ def summary(manifest: Manifest) -> str:
                      if art.output_quant else "")
         lines.append(f"  {name:<14} {art.precision:<5} {art.status:<7} {', '.join(art.files)}{quant}")
     return "\n".join(lines)
+
+
+def training_lines(metrics: dict) -> list[str]:
+    """The run's metrics in a few lines: epochs per stage with the final loss, the best epoch, held-out
+    accuracy, and per-class accuracy (not the raw history lists, nor the confusion matrix)."""
+    if not metrics:
+        return ["  training: no metrics recorded"]
+    lines = []
+    stages = [f"{stage} {_epochs(h)}{_final(h)}" for stage, h in (metrics.get("history") or {}).items()]
+    if stages:
+        lines.append(f"  training: {'; '.join(stages)}")
+    best = metrics.get("best") or {}
+    if best:
+        metric = next((k for k in best if k not in ("stage", "epoch")), "")
+        lines.append(f"  best: {metric} {_number(best.get(metric))} at stage {best.get('stage')}, "
+                     f"epoch {best.get('epoch')}")
+    held_out = [f"{split} {_pct(metrics.get(f'{split}_accuracy'))}" + (f" on {metrics[f'{split}_n']} images"
+                if metrics.get(f"{split}_n") else "") for split in ("val", "test") if f"{split}_accuracy" in metrics]
+    if held_out:
+        lines.append(f"  accuracy: {', '.join(held_out)}")
+    per_class = metrics.get("per_class") or {}
+    if per_class:
+        shown = ", ".join(f"{k} {_pct(v)}" for k, v in list(per_class.items())[:12])
+        lines.append(f"  per class ({metrics.get('per_class_split', 'test')}): {shown}"
+                     f"{' ...' if len(per_class) > 12 else ''}")
+    return lines or [f"  training metrics: {', '.join(sorted(metrics))} (see `edgexfer info --json`)"]
+
+
+def _epochs(history: dict) -> str:
+    n = max((len(v) for v in history.values() if isinstance(v, list)), default=0)
+    return f"{n} epoch{'s' * (n != 1)}"
+
+
+def _final(history: dict) -> str:
+    """The last epoch's values of the usual metrics, e.g. " (final val_loss 0.12, val_accuracy 97.2%)"."""
+    keys = [k for k in ("loss", "accuracy", "val_loss", "val_accuracy") if history.get(k)]
+    if not keys:
+        return ""
+    values = [f"{k} {_pct(history[k][-1]) if k.endswith('accuracy') else _number(history[k][-1])}" for k in keys]
+    return f" (final {', '.join(values)})"
+
+
+def _number(value) -> str:
+    return f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
+
+
+def _pct(value) -> str:
+    return f"{100 * value:.2f}%" if isinstance(value, (int, float)) else "n/a"
+
+
+def _pairs(mapping) -> str:
+    if not isinstance(mapping, dict):
+        return str(mapping)
+    return "; ".join(f"{k}: {v}" for k, v in mapping.items())

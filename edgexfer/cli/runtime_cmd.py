@@ -2,6 +2,10 @@
 
 Only click and light edgexfer modules are imported here; the engine is imported by `load()`.
 
+Output contract: results go to stdout (text: "PATH<TAB>LABEL<TAB>SCORE[<TAB>label:score ...]"; --json: one JSON
+object per line and nothing else); everything meant for a person goes to stderr: a header line saying which
+artifact, backend and device run and why `auto` chose them, a progress bar for large sets, and errors.
+
 Per-file results: an image that cannot be read gets an error line (text: "Error: <reason naming the file>" on
 stderr; --json: {"path", "error"} on stdout, in order) and the others are still classified. Exit status:
 0 when every image was classified, 1 when any could not be (after all lines are written), 2 for a bad bundle,
@@ -10,7 +14,6 @@ option or missing path (one "Error:" line).
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
@@ -50,6 +53,7 @@ def predict(bundle: str, images: tuple[str, ...], format_: str | None, backend: 
     with load(bundle, format=format_, backend=backend, device=device, threads=threads,
               fallback=fallback, allow_failed=allow_failed) as model:
         model.max_pixels = max_pixels
+        click.echo(header(model, len(paths)), err=True)
         top_k = min(top_k, len(model.labels) or top_k)
         results = _classify_all(model, paths, top_k, batch_size, show_progress=not as_json)
     failed = 0
@@ -59,6 +63,39 @@ def predict(bundle: str, images: tuple[str, ...], format_: str | None, backend: 
     if failed:
         click.echo(f"Error: {failed} of {len(paths)} images could not be classified.", err=True)
         click.get_current_context().exit(1)
+
+
+#: Model.details["rule"] (edgexfer.runtime.select) -> why that artifact and backend were chosen
+RULES: dict[str, str] = {
+    "format=": "--format named it",
+    "backend=": "the preferred artifact that --backend runs",
+    "file": "the model file given",
+    "tuning": "auto uses the fastest choice `edgexfer bench --tune` measured on this machine",
+    "cuda": "auto runs ONNX on CUDA when onnxruntime lists the CUDA execution provider",
+    "cpu (cuda unavailable)": "auto found CUDA listed but unusable, and applied the CPU rule",
+    "openvino device": "auto runs an OpenVINO artifact on an OpenVINO device",
+    "first runnable": "auto took the first passed artifact an installed backend runs",
+}
+_X86 = ("x86_64", "amd64", "i686", "i386")
+
+
+def explain_rule(rule: str) -> str:
+    """A person's words for the part of the selection rule that decided (see `edgexfer.runtime`)."""
+    if rule in RULES:
+        return RULES[rule]
+    if rule.startswith("cpu "):
+        machine = rule[4:]
+        order = "onnx, openvino, tflite" if machine in _X86 else "tflite, onnx, openvino"
+        return f"auto on an {machine} CPU takes the first passed of {order}"
+    return rule or "not recorded"
+
+
+def header(model, n_images: int) -> str:
+    """One line on stderr before the results: what runs, where, and why."""
+    threads = model.details.get("num_threads") or model.details.get("intra_op_threads")
+    threads = f", {threads} threads" if isinstance(threads, int) else ""
+    return (f"Classifying {n_images} image{'s' * (n_images != 1)} with {model.format} ({model.precision}) on "
+            f"{model.backend}, device {model.device}{threads}. Why: {explain_rule(model.details.get('rule', ''))}.")
 
 
 def _quiet_pil_bomb_warning() -> None:
@@ -92,14 +129,19 @@ def expand_images(items: tuple[str, ...]) -> list[Path]:
 
 
 def _classify_all(model, paths: list[Path], top_k: int, batch_size: int, show_progress: bool) -> list:
+    """Every path's entry, chunk by chunk; from _PROGRESS_MIN images a step per chunk on stderr (a bar on a
+    terminal, a line per chunk otherwise)."""
+    from edgexfer.progress import Reporter, Tracker
+
     chunks = [paths[i:i + batch_size] for i in range(0, len(paths), batch_size)]
     if not show_progress or len(paths) < _PROGRESS_MIN:
         return [top for chunk in chunks for top in model.classify(chunk, top_k=top_k)]
     results: list = []
-    with click.progressbar(length=len(paths), label="Classifying", file=sys.stderr) as bar:
+    with Reporter("Classifying") as reporter:
+        tracker = Tracker(reporter, total=len(chunks))
         for chunk in chunks:
             results.extend(model.classify(chunk, top_k=top_k))
-            bar.update(len(chunk))
+            tracker.step(f"{len(results)} of {len(paths)} images")
     return results
 
 

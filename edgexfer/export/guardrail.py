@@ -43,14 +43,20 @@ def walk_ladder(ctx: Any, manifest: Manifest, spec: FormatSpec, first: ParityRes
     candidates = [(DEFAULT_RUNG, first, None)]
     tried = [_entry(DEFAULT_RUNG, first, manifest.artifacts[spec.name].details)]
     built: list[str] = []
+    ctx.progress.add(len(spec.ladder))
+    ctx.progress.note(f"{spec.name}: trying the int8 fallback ladder "
+                      f"({', '.join(r['rung'] for r in spec.ladder)})")
     for start in range(0, len(spec.ladder), max(1, spec.ladder_chunk)):
         chunk = spec.ladder[start: start + max(1, spec.ladder_chunk)]
         found = _try_rungs(ctx, manifest, spec, chunk, paths, tried, built)
         candidates += found
         if any(result for _, result, _ in found):
             break
+    ctx.progress.add(len(tried) - 1 - len(spec.ladder))  # rungs not needed after a pass
     best_rung, best, variant = _choose(candidates)
     _adopt(ctx, manifest, spec, variant, best_rung)
+    ctx.progress.note(f"{spec.name}: kept the {best_rung} variant, " +
+                      ("which passes" if best else "still failing: marked failed, kept out of automatic selection"))
     for name in built:
         manifest.artifacts.pop(name, None)
         shutil.rmtree(ctx.root / name, ignore_errors=True)
@@ -75,12 +81,14 @@ def _try_rungs(ctx: Any, manifest: Manifest, spec: FormatSpec, rungs: tuple[dict
         outcome = outcomes[job["name"]]
         if not outcome["ok"]:
             tried.append({"rung": rung["rung"], "status": "error", "summary": outcome["error"][:300]})
+            ctx.progress.step(f"{spec.name} rung {rung['rung']}: conversion failed", notable=True)
             continue
         variant = _bundle.make_artifact(_renamed(spec, job["name"]), outcome, ctx.root)
         manifest.artifacts[job["name"]] = variant
         manifest.save(ctx.root)
         result = check_parity(ctx, job["name"], spec, gate)
         tried.append(_entry(rung["rung"], result, variant.details))
+        ctx.progress.step(f"{spec.name} rung {rung['rung']}: {'PASS' if result else 'FAIL'} ({_summary(result)[:200]})")
         found.append((rung["rung"], result, variant))
     return found
 

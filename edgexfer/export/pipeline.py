@@ -8,6 +8,9 @@
 5. reports + manifest, then the atomic rename. The bundle holds every artifact that converted, each
    marked passed or failed (the runtime refuses failed ones unless asked); an artifact that failed never
    costs the user the others. `strict=True` raises ParityError after the bundle is written.
+
+`progress` (an edgexfer.progress callback) hears one Step per unit: the data, each artifact converted (as its
+child records it), each parity check, each ladder rung, and the bundle written.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from edgexfer.export.formats import FormatSpec, Gate, gates_for, resolve_formats
 from edgexfer.export.parity import ParityResult, compare, format_markdown, format_table
 from edgexfer.export.worker import Batch, raise_for, run_batches, run_chains
 from edgexfer.manifest import Manifest
+from edgexfer.progress import Callback, Tracker
 from edgexfer.record import MODEL_FILE, RunRecord
 
 INT8_IO = ("int8", "uint8")
@@ -66,13 +70,17 @@ class _Context:
     y_test: np.ndarray | None = None
     reference: np.ndarray | None = None
     children: list[dict[str, Any]] = field(default_factory=list)
+    progress: Tracker = field(default_factory=Tracker)
 
 
 def export(run_dir: str | Path, out: str | Path, *, formats: Any = None, calibration_samples: int = 300,
            int8_io: str = "int8", max_drop: float | None = None, strict: bool = False,
            force: bool = False, archive: bool = False, gates: dict[str, dict[str, Any]] | None = None,
-           parity_samples: int | None = None, parallel: int | None = None) -> ExportResult:
-    """Export a training run to every requested format, check parity, and write the bundle atomically."""
+           parity_samples: int | None = None, parallel: int | None = None,
+           progress: Callback | None = None) -> ExportResult:
+    """Export a training run to every requested format, check parity, and write the bundle atomically.
+
+    progress: called with an edgexfer.progress.Step after each unit of work (see the module docstring)."""
     settings = _validate(calibration_samples, int8_io, max_drop, parity_samples, parallel)
     specs = resolve_formats(formats)
     gate_map = gates_for(specs, gates, max_drop)
@@ -83,17 +91,21 @@ def export(run_dir: str | Path, out: str | Path, *, formats: Any = None, calibra
     settings.update(formats=[s.name for s in specs], gates={n: g.to_dict() for n, g in gate_map.items()},
                     strict=bool(strict))
     started = time.perf_counter()
+    tracker = Tracker(progress, total=2 * len(specs) + 2 + bool(pretrained))
     with _bundle.Staging(out, force=force, archive=archive) as staging:
         if pretrained:
             run_dir = materialise_pretrained(pretrained, staging.work)
             record = open_run(run_dir)
+            tracker.step(f"{pretrained} built ({time.perf_counter() - started:.1f} s)")
         if record.training.get("label_source") == "reference":
             gate_map = gates_for(specs, gates, max_drop, labelled=False)
             settings["gates"] = {n: g.to_dict() for n, g in gate_map.items()}
-        ctx = _Context(record, run_dir, staging.root, staging.work, settings, gate_map, staging.out.name)
+        ctx = _Context(record, run_dir, staging.root, staging.work, settings, gate_map, staging.out.name,
+                       progress=tracker)
         manifest, results = _build(ctx, specs)
         zip_path = staging.commit(manifest)
     timings = {"total_seconds": round(time.perf_counter() - started, 2)}
+    tracker.step(f"bundle written to {staging.out} ({timings['total_seconds']:.1f} s in all)")
     result = ExportResult(staging.out, manifest, results, zip_path, timings)
     if strict and result.failed:
         raise ParityError(
@@ -170,6 +182,7 @@ def _build(ctx: _Context, specs: list[FormatSpec]) -> tuple[Manifest, dict[str, 
     from edgexfer.export import guardrail
 
     paths = _prepare_data(ctx, specs)
+    ctx.progress.step(_data_text(ctx))
     outcomes = _convert(ctx, specs, paths)
     raise_for("reference (Keras predictions for parity)", outcomes.pop("reference"))
     if not any(outcomes[s.name]["ok"] for s in specs):  # nothing to keep: the first child's own error
@@ -183,12 +196,14 @@ def _build(ctx: _Context, specs: list[FormatSpec]) -> tuple[Manifest, dict[str, 
         outcome = outcomes[spec.name]
         if not outcome["ok"]:
             results[spec.name] = _conversion_failure(ctx, spec, outcome)
+            ctx.progress.add(-1)  # no parity check for it
             continue
         manifest.artifacts[spec.name] = _bundle.make_artifact(spec, outcome, ctx.root)
     manifest.save(ctx.root)  # provisional: the runtime loads artifacts through the manifest
     for spec in specs:
         if spec.name in manifest.artifacts:
             results[spec.name] = check_parity(ctx, spec.name, spec, ctx.gates[spec.name])
+            ctx.progress.step(parity_text(spec.name, results[spec.name]), notable=not results[spec.name])
             if not results[spec.name] and spec.ladder:
                 results[spec.name] = guardrail.walk_ladder(ctx, manifest, spec, results[spec.name], paths)
     _finish(ctx, manifest, results)
@@ -253,9 +268,76 @@ def _convert(ctx: _Context, specs: list[FormatSpec], paths: dict[str, str]) -> d
         chains.insert(0, onnx_chain)
     else:
         chains += [[b] for b in onnx_chain]
-    outcomes = run_chains(chains, ctx.settings["parallel"])
+    with _ConversionWatch(list(batches.values()), ctx.progress) as watch:
+        outcomes = run_chains(chains, ctx.settings["parallel"])
+        watch.finish(outcomes)
     ctx.children += [b.stats for b in batches.values()]
     return outcomes
+
+
+class _ConversionWatch:
+    """Reports each artifact as its conversion child records it (a child rewrites its results file after
+    every job), so a long export shows every conversion as it finishes, not only when its batch ends."""
+
+    def __init__(self, batches: list[Batch], progress: Tracker, interval: float = 0.5) -> None:
+        import threading
+
+        self.batches, self.progress, self.interval = batches, progress, interval
+        self.reported: set[str] = {"reference"}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True, name="edgexfer-export-progress")
+
+    def __enter__(self) -> "_ConversionWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def finish(self, outcomes: dict[str, dict[str, Any]]) -> None:
+        """The outcomes the parent settled (a child that died reports nothing itself)."""
+        self._stop.set()
+        self._thread.join()
+        self._report(outcomes)
+
+    def _poll(self) -> None:
+        import json
+
+        while not self._stop.wait(self.interval):
+            for batch in self.batches:
+                try:
+                    self._report(json.loads(batch.results_path.read_text())["jobs"])
+                except (OSError, ValueError, KeyError):  # not written yet
+                    continue
+
+    def _report(self, jobs: dict[str, dict[str, Any]]) -> None:
+        for name, outcome in jobs.items():
+            if name in self.reported:
+                continue
+            self.reported.add(name)
+            if outcome.get("ok"):
+                self.progress.step(f"{name} converted ({outcome.get('seconds', 0):.1f} s)")
+            else:
+                first = str(outcome.get("error", "")).splitlines()[0][:160] if outcome.get("error") else "?"
+                self.progress.step(f"{name} conversion FAILED: {first}", notable=True)
+
+
+def _data_text(ctx: _Context) -> str:
+    calibration = ctx.settings.get("calibration_pool")
+    extra = f", {calibration} calibration images" if calibration else ""
+    return f"held-out data ready: {len(ctx.x_test)} test images{extra}"
+
+
+def parity_text(name: str, result: ParityResult) -> str:
+    """One line for a parity check: the verdict and the numbers a person looks at first."""
+    m = result.metrics
+    if not m:
+        return f"{name} parity FAIL: {'; '.join(result.failures)[:200]}"
+    numbers = f"max|diff| {m['max_abs_diff']:.2e}, agreement {m['agreement']:.2f}%, drop {m['accuracy_drop']:+.2f} pts"
+    if result:
+        return f"{name} parity PASS ({numbers})"
+    return f"{name} parity FAIL ({numbers}): {'; '.join(result.failures)[:200]}"
 
 
 def _conversion_failure(ctx: _Context, spec: FormatSpec, outcome: dict[str, Any]) -> ParityResult:

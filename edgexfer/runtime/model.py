@@ -44,6 +44,10 @@ class ImageFailure:
                          "Check `if not entry` (or entry.error) before reading a classify() entry.")
 
 
+#: one image's result from `Model.classify`: its (label, score) pairs, or an ImageFailure
+Entry = list[tuple[str, float]] | ImageFailure
+
+
 class Model:
     """Run one artifact. Thread-safe: `predict` may be called from many threads at once, and `close()` from
     any thread while they do (it waits for the calls in flight; later calls raise ModelClosedError).
@@ -85,13 +89,22 @@ class Model:
         self._active()
         return self._predict_batch(prepare(x, self.input_spec, self.max_pixels), batch_size)
 
-    def classify(self, images: Any, top_k: int = 1) -> list[list[tuple[str, float]] | ImageFailure]:
-        """For each image, the top_k (label, probability) pairs, most likely first.
+    def classify(self, images: Any, top_k: int = 1) -> Entry | list[Entry]:
+        """The top_k (label, probability) pairs of each image, most likely first.
+
+        One image in, one entry out: a path, a PIL image or one HxWxC array gives its list of pairs
+        (`classify("cat.jpg")[0]` is the best (label, score)). A list or tuple of them, or an NxHxWxC
+        batch, gives a list with one entry per image, in order (even for a list of one), so that code
+        written for many images never has to guess.
 
         A file or PIL image that cannot be used (unreadable, undecodable, over `max_pixels`, wrong shape)
         gets an `ImageFailure` entry at its place, and the other images are still classified; errors about
         the call itself (top_k, a closed model, an array batch of the wrong shape) raise.
         """
+        entries = self._classify_all(images, top_k)
+        return entries[0] if _is_single(images) else entries
+
+    def _classify_all(self, images: Any, top_k: int) -> list[Entry]:
         self._active()
         classes = self._check_top_k(top_k, len(self.labels) or None)
         batch, good, errors = prepare_each(images, self.input_spec, self.max_pixels)
@@ -195,6 +208,13 @@ class Model:
         state = "" if self._runner.is_active else ", closed"
         return (f"Model(format={self.format!r}, backend={self.backend!r}, device={self.device!r}, "
                 f"precision={self.precision!r}, classes={len(self.labels)}{state})")
+
+
+def _is_single(images: Any) -> bool:
+    """One image (a path, a PIL image or one HxWxC array), as opposed to a list or an NxHxWxC batch."""
+    if isinstance(images, np.ndarray):
+        return images.ndim == 3
+    return isinstance(images, (str, os.PathLike)) or hasattr(images, "getbands")
 
 
 def _describe(images: Any, index: int) -> str:

@@ -274,7 +274,7 @@ def test_classify_gives_per_image_entries(onnx_model, image_files):
     f = image_files
     entries = onnx_model.classify([f["good1"], f["bad"], str(f["good2"])], top_k=2)
     assert entries[0] == onnx_model.classify([f["good1"], f["good2"]], top_k=2)[0]
-    assert entries[2] == onnx_model.classify(f["good2"], top_k=2)[0]
+    assert entries[2] == onnx_model.classify(f["good2"], top_k=2)  # one image in, one entry out
     failure = entries[1]
     assert isinstance(failure, ImageFailure) and not failure and len(failure) == 0
     assert (failure.index, failure.source) == (1, str(f["bad"])) and "cannot be decoded" in failure.error
@@ -298,7 +298,7 @@ def test_an_oversized_image_is_refused_from_its_header(onnx_model, image_files, 
     real = ImageFile.ImageFile.load
     monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self.size) or real(self))
     started = time.perf_counter()
-    assert not onnx_model.classify(image_files["big"])[0]
+    assert not onnx_model.classify(image_files["big"])
     assert decoded == [] and time.perf_counter() - started < 2.0
 
 
@@ -306,13 +306,13 @@ def test_pixel_limit_is_configurable(onnx_model, image_files, images, monkeypatc
     good = image_files["good2"]  # 40 x 40 = 1600 pixels
     try:
         onnx_model.max_pixels = 1000
-        assert "at most 1,000 pixels" in onnx_model.classify(good)[0].error
-        assert "at most 1,000 pixels" in onnx_model.classify(Image.fromarray(images[0]).resize((40, 40)))[0].error
+        assert "at most 1,000 pixels" in onnx_model.classify(good).error
+        assert "at most 1,000 pixels" in onnx_model.classify(Image.fromarray(images[0]).resize((40, 40))).error
     finally:
         onnx_model.max_pixels = None
-    assert onnx_model.classify(good)[0]
+    assert onnx_model.classify(good)
     monkeypatch.setenv("EDGEXFER_MAX_IMAGE_PIXELS", "1000")
-    assert not onnx_model.classify(good)[0]
+    assert not onnx_model.classify(good)
     monkeypatch.setenv("EDGEXFER_MAX_IMAGE_PIXELS", "lots")
     with pytest.raises(UserError, match="EDGEXFER_MAX_IMAGE_PIXELS"):
         onnx_model.classify(good)
@@ -442,7 +442,8 @@ def test_cli_predict_reports_each_bad_file_and_classifies_the_rest(bundle_dir, m
     proc = _cli("predict", str(bundle_dir), str(mixed_folder), cache=tmp_path)
     assert proc.returncode == 1, proc.stderr
     assert [Path(line.split("\t")[0]).name for line in proc.stdout.splitlines()] == ["good1.png", "good2.png"]
-    errors = proc.stderr.strip().splitlines()
+    header, *errors = proc.stderr.strip().splitlines()
+    assert header.startswith("Classifying 5 images with "), proc.stderr  # what runs, on stderr
     assert len(errors) == 4 and all(line.startswith("Error: ") for line in errors), proc.stderr
     assert "bad.png" in errors[0] and "big.png" in errors[1] and "bomb.png" in errors[2]
     assert errors[3] == "Error: 3 of 5 images could not be classified." and "Warning" not in proc.stderr

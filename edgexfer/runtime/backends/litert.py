@@ -7,6 +7,10 @@
   read with `get_tensor`, which returns a copy; inputs are converted straight into the `tensor()` view, which is
   never kept past that statement (`invoke()` refuses to run while one is alive).
 
+- LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on fd 2 when the first interpreter
+  allocates its tensors: construction and allocation run inside `edgexfer.enginelog.engine_stderr()`, which
+  drops that line (and passes any real engine message on), so `edgexfer predict --json` prints only JSON.
+
 Options: `max_cached_batch_sizes` (int, default 4): interpreters kept per thread, one per batch size.
 """
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from edgexfer.enginelog import engine_stderr
 from edgexfer.errors import MissingDependencyError
 from edgexfer.runtime.backends import register
 from edgexfer.runtime.backends.base import Runner, TensorInfo, quant_from
@@ -63,7 +68,8 @@ class LiteRTRunner(Runner):
 
     def _new_interpreter(self) -> Any:
         try:
-            return self._interpreter_cls(model_path=str(self.path), num_threads=self._num_threads)
+            with engine_stderr():
+                return self._interpreter_cls(model_path=str(self.path), num_threads=self._num_threads)
         except (ValueError, RuntimeError) as exc:  # "Could not open", "model identifier" on bad files
             raise self._corrupt(exc) from exc
 
@@ -78,7 +84,8 @@ class LiteRTRunner(Runner):
             return interp
         interp = self._new_interpreter()
         interp.resize_tensor_input(self._input_index, [n] + self._base_shape[1:], strict=False)
-        interp.allocate_tensors()
+        with engine_stderr():  # the XNNPACK delegate is applied (and announced) here
+            interp.allocate_tensors()
         cache[n] = interp
         if len(cache) > self._cache_size:
             cache.popitem(last=False)
