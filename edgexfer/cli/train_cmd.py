@@ -59,8 +59,10 @@ def train(data: str, out: str, backbone: str | None, image_size: int | None, qui
         click.echo(f"Interrupted: checkpoint saved in {out}/checkpoints; continue with --resume.", err=True)
         click.get_current_context().exit(130)
     metrics = result.record.metrics
+    where = (f"Run directory: {result.run_dir}" if result.chief else
+             "This worker kept no files: the chief (worker 0, or the task of type chief) wrote the run directory.")
     click.echo(f"Done: val accuracy {_pct(metrics.get('val_accuracy'))}, test accuracy "
-               f"{_pct(metrics.get('test_accuracy'))}. Run directory: {result.run_dir}")
+               f"{_pct(metrics.get('test_accuracy'))}. {where}")
 
 
 @click.command()

@@ -7,6 +7,14 @@ resumable with the same early-stopping behaviour it would have had.
 
 The weights saved are always those of the full classifier (`target`), even while stage 1 fits
 the head alone on cached features: both models share the head layers.
+
+Several workers: each one has a Checkpointer and writes through it (the chief into the run
+directory, the others into a temporary folder), so that every worker runs the same steps; only the
+chief READS checkpoint files, and `load` / `restore_best` hand its weights to every worker
+(strategy.broadcast_arrays). That is what makes a restarted cluster continue the same run whether
+or not the workers share a filesystem: Keras 3's BackupAndRestore has no such rule (every worker
+writes the same backup_dir and restores from its own files) and would keep a second copy of the
+weights per epoch beside these, with a crash window between the two.
 """
 from __future__ import annotations
 
@@ -51,31 +59,69 @@ class State:
             self.stage, self.epoch, self.stage_done, self.wait = stage, 0, False, 0
 
 
-class Checkpointer:
-    """Owns checkpoints/: per-epoch weights (the last KEEP_EPOCH_FILES kept), best weights, state."""
+def has_state(run_dir: str | Path) -> bool:
+    return (Path(run_dir) / CHECKPOINT_DIR / STATE_FILE).is_file()
 
-    def __init__(self, run_dir: str | Path, target: Any, state: State) -> None:
+
+def read_state(run_dir: str | Path, config: dict[str, Any]) -> State:
+    """checkpoints/state.json of `run_dir`; refuse if the run was made with other settings."""
+    path = Path(run_dir) / CHECKPOINT_DIR / STATE_FILE
+    if not path.is_file():
+        raise UserError(f"Nothing to resume in {run_dir}: no {CHECKPOINT_DIR}/{STATE_FILE}. Run without "
+                        "--resume to start a new run.")
+    state = State(**json.loads(path.read_text()))
+    changed = sorted(k for k in config if state.config.get(k) != config[k])
+    if changed:
+        raise UserError(f"Cannot resume {run_dir}: these settings differ from the interrupted run: "
+                        f"{', '.join(changed)}. Use the same settings, or start a new run without --resume.")
+    return state
+
+
+def continuation(run_dir: str | Path, config: dict[str, Any], *, resume: bool, automatic: bool) -> dict[str, Any]:
+    """What a run starting in `run_dir` continues, as JSON the chief can send to the other workers:
+    {"state": State as a dict, or None for a new run}, plus "error" or "note" (a message).
+
+    resume: --resume asked for it, so nothing to resume, or other settings, is an error. automatic: a
+    multi-worker run restarted with the same command continues the unfinished run in its directory
+    (BackupAndRestore's contract); checkpoints made with other settings then start a new run, as a
+    run without --resume always does.
+    """
+    if not (resume or (automatic and has_state(run_dir))):
+        return {"state": None}
+    try:
+        return {"state": asdict(read_state(run_dir, config))}
+    except UserError as exc:
+        if resume:
+            return {"state": None, "error": str(exc)}
+        return {"state": None, "note": f"{run_dir} holds the checkpoints of a run with other settings; starting a "
+                                       "new run."}
+
+
+class Checkpointer:
+    """Owns checkpoints/: per-epoch weights (the last KEEP_EPOCH_FILES kept), best weights, state.
+
+    `plan` (strategy.Plan) is only needed under several workers: it says whether this process is the
+    chief, whose files are read and sent to the others.
+    """
+
+    def __init__(self, run_dir: str | Path, target: Any, state: State, plan: Any = None) -> None:
         self.dir = Path(run_dir) / CHECKPOINT_DIR
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.target, self.state = target, state
+        self.target, self.state, self.plan = target, state, plan
 
-    @classmethod
-    def resume(cls, run_dir: str | Path, target: Any, config: dict[str, Any]) -> "Checkpointer":
-        """Load state.json and the latest weights; refuse if the run was made with other settings."""
-        path = Path(run_dir) / CHECKPOINT_DIR / STATE_FILE
-        if not path.is_file():
-            raise UserError(f"Nothing to resume in {run_dir}: no {CHECKPOINT_DIR}/{STATE_FILE}. Run without "
-                            "--resume to start a new run.")
-        state = State(**json.loads(path.read_text()))
-        changed = sorted(k for k in config if state.config.get(k) != config[k])
-        if changed:
-            raise UserError(f"Cannot resume {run_dir}: these settings differ from the interrupted run: "
-                            f"{', '.join(changed)}. Use the same settings, or start a new run without --resume.")
-        ckpt = cls(run_dir, target, state)
-        if state.last:
-            ckpt.load(state.last)
-        state.interrupted = False
-        return ckpt
+    def continue_run(self) -> None:
+        """Load the latest weights of the state (every worker gets the chief's) and clear the interrupt mark."""
+        if self.state.last:
+            self.load(self.state.last)
+        self.state.interrupted = False
+
+    @property
+    def _workers(self) -> int:
+        return int(getattr(self.plan, "workers", 1))
+
+    @property
+    def _reads_files(self) -> bool:
+        return bool(getattr(self.plan, "chief", True))
 
     def write_state(self) -> None:
         tmp = self.dir / (STATE_FILE + ".tmp")
@@ -122,13 +168,30 @@ class Checkpointer:
         self.write_state()
 
     def load(self, name: str) -> None:
-        """Load model weights (optimizer state is not checkpointed: Adam restarts its moments on resume)."""
-        with np.load(self.dir / name) as archive:
-            self.target.set_weights([archive[f"arr_{i}"] for i in range(len(archive.files))])
+        """Load model weights (optimizer state is not checkpointed: Adam restarts its moments on resume).
+
+        Several workers: the chief reads the file, every worker gets its arrays (a worker's own folder
+        may be empty: a fresh temporary one after a restart, or another machine's disk).
+        """
+        if self._reads_files:
+            with np.load(self.dir / name) as archive:
+                arrays = [archive[f"arr_{i}"] for i in range(len(archive.files))]
+        else:
+            arrays = [np.asarray(w) for w in self.target.get_weights()]  # shapes only; the chief's values come
+        if self._workers > 1:
+            from edgexfer.train.strategy import broadcast_arrays
+
+            arrays = broadcast_arrays(self.plan, arrays)
+        self.target.set_weights(arrays)
 
     def restore_best(self) -> None:
-        """Load the weights with the lowest validation loss seen so far (any stage)."""
-        if (self.dir / BEST_FILE).is_file():
+        """Load the weights with the lowest validation loss seen so far (any stage): the chief's, everywhere."""
+        exists = self._reads_files and (self.dir / BEST_FILE).is_file()
+        if self._workers > 1:
+            from edgexfer.train.strategy import broadcast_bytes
+
+            exists = broadcast_bytes(self.plan, b"1" if exists else b"") == b"1"
+        if exists:
             self.load(BEST_FILE)
 
     def save_interrupt(self) -> None:

@@ -319,10 +319,17 @@ def stage2(classifier: Any, backbone: Any, n_layers: int, epochs: int, learning_
 
 
 def _fit_full(classifier: Any, epochs: int, fit: Fit, augment: bool, initial_epoch: int, stage: int) -> Any:
+    """Keras' fit; under MultiWorkerMirroredStrategy the same epochs through strategy.distributed_fit
+    (Keras 3's fit does not run there)."""
     val = fit.pipeline("val") if fit.has("val") else None
-    return classifier.fit(fit.pipeline("train", train=True, augment=augment), validation_data=val, epochs=epochs,
-                          initial_epoch=initial_epoch, shuffle=False, verbose=fit.verbose,
-                          callbacks=fit.keras_callbacks(stage))
+    train = fit.pipeline("train", train=True, augment=augment)
+    if fit.plan.name == "multiworker":
+        from edgexfer.train.strategy import distributed_fit
+
+        return distributed_fit(classifier, train, val, plan=fit.plan, epochs=epochs, initial_epoch=initial_epoch,
+                               callbacks=fit.keras_callbacks(stage), verbose=fit.verbose)
+    return classifier.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial_epoch, shuffle=False,
+                          verbose=fit.verbose, callbacks=fit.keras_callbacks(stage))
 
 
 def predict_pipeline(model: Any, dataset: Any) -> tuple[np.ndarray, np.ndarray]:

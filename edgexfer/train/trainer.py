@@ -6,7 +6,9 @@ Each step lives in its own module (backbones, model, stages, checkpoints, strate
 """
 from __future__ import annotations
 
+import json
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +39,10 @@ class AdaptPlan:
 
 @dataclass
 class TrainResult:
-    run_dir: Path
+    run_dir: Path  # the run directory the chief writes (on another worker: the --out it was given, untouched)
     record: RunRecord
     model: Any  # the float32 keras.Model that was saved
+    chief: bool = True  # False on the other workers of a multi-worker cluster, which keep no files
 
 
 def train(data: Any, out: str | Path, *, backbone: str = DEFAULT_BACKBONE, weights: str = "default",
@@ -59,6 +62,11 @@ def train(data: Any, out: str | Path, *, backbone: str = DEFAULT_BACKBONE, weigh
     `unlabeled`. Ctrl-C saves a checkpoint and a run.json marked "interrupted", then re-raises KeyboardInterrupt;
     `resume=True` continues from the last checkpoint. `callbacks` are extra Keras callbacks. An existing
     finished run in `out` is only replaced with `force=True`.
+
+    strategy="multiworker" (TF_CONFIG on every machine, the same call everywhere): only the chief
+    writes `out`; the other workers write to a temporary folder they delete, and get the chief's
+    checkpoints over the network. A cluster restarted with the same call continues the unfinished
+    run in the chief's `out` (no resume needed; `force=True` starts a new one).
     """
     hp = HyperParams(epochs, batch_size, learning_rate, dropout, augment, fine_tune_layers, fine_tune_epochs,
                      fine_tune_lr, patience, seed)
@@ -76,7 +84,7 @@ def train(data: Any, out: str | Path, *, backbone: str = DEFAULT_BACKBONE, weigh
         dataset = dataset.limit_labels(labels_per_class, seed)
     run = _Run(dataset, Path(out), backbone, weights, size, hp, strategy, verbose, callbacks or [])
     run.adapt = AdaptPlan(adapt_bn, None if unlabeled is None else Path(unlabeled))
-    return run.execute(resume)
+    return run.execute(resume, force)
 
 
 def open_data(data: Any, *, seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.15,
@@ -118,6 +126,7 @@ class _Run:
     def __init__(self, dataset: Any, run_dir: Path, backbone: str, weights: str, size: tuple[int, int],
                  hp: HyperParams, strategy: str, verbose: int, callbacks: list[Any]) -> None:
         self.dataset, self.run_dir, self.backbone_name, self.weights = dataset, run_dir, backbone, weights
+        self.out = run_dir  # run_dir is where THIS process writes: `out` on the chief, a temporary folder elsewhere
         self.size, self.hp, self.strategy_name, self.verbose, self.callbacks = size, hp, strategy, verbose, callbacks
         self.labels = list(dataset.class_names)
         self.unfrozen: list[str] = []
@@ -129,7 +138,7 @@ class _Run:
         if self.verbose:
             print(message, flush=True)
 
-    def execute(self, resume: bool) -> TrainResult:
+    def execute(self, resume: bool, force: bool = False) -> TrainResult:
         import keras
 
         from edgexfer.train.strategy import plan_strategy
@@ -138,25 +147,42 @@ class _Run:
         self.plan = plan_strategy(self.strategy_name)
         self.say(f"Training on {self.plan.device}, strategy {self.plan.name} ({self.plan.replicas} replica(s)), "
                  f"mixed precision {'on' if self.plan.mixed_precision else 'off'}.")
-        self._prepare_dir(resume)
+        self._workspace()
+        try:
+            return self._train(resume, force)
+        finally:
+            if not self.plan.chief:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def _workspace(self) -> None:
+        """The chief writes `out`; another worker writes the same files into a temporary folder of its own
+        (Keras' multi-worker pattern): every worker runs the same steps, so their collective operations
+        match, and none of them races on the run directory, shared filesystem or not."""
+        if self.plan.chief:
+            return
+        self.run_dir = Path(tempfile.mkdtemp(prefix=f"edgexfer-{self.plan.task.replace(' ', '')}-"))
+        self.say(f"{self.plan.task} of {self.plan.workers}: the chief writes the run directory; this worker writes "
+                 f"only to {self.run_dir}, deleted at the end.")
+
+    def _train(self, resume: bool, force: bool) -> TrainResult:
+        from edgexfer.train.strategy import worker_lost
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         self._build()
-        self.ckpt = self._checkpointer(resume)
+        self.ckpt = self._checkpointer(resume, force)
         started = time.perf_counter()
         try:
             self._stages()
         except KeyboardInterrupt:
             self._on_interrupt(time.perf_counter() - started)
             raise
+        except Exception as exc:
+            lost = worker_lost(exc, self.plan)
+            if lost is None:
+                raise
+            self._record({}, "interrupted", time.perf_counter() - started).save(self.run_dir)
+            raise lost from exc
         return self._finish(time.perf_counter() - started)
-
-    def _prepare_dir(self, resume: bool) -> None:
-        from edgexfer.train.checkpoints import CHECKPOINT_DIR
-
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        stale = self.run_dir / CHECKPOINT_DIR
-        if not resume and stale.exists():
-            self.say(f"Starting a new run in {self.run_dir}: removing the checkpoints of the previous one.")
-            shutil.rmtree(stale)
 
     def _build(self) -> None:
         from edgexfer.train.model import build_classifier, make_head
@@ -176,15 +202,43 @@ class _Run:
                 "dropout": self.hp.dropout, "augment": self.hp.augment, "seed": self.hp.seed,
                 "fine_tune_layers": self.hp.fine_tune_layers, "adapt_bn": self.adapt.enabled}
 
-    def _checkpointer(self, resume: bool) -> Any:
-        from edgexfer.train.checkpoints import Checkpointer, State
+    def _checkpointer(self, resume: bool, force: bool) -> Any:
+        """A new run, or the one the chief's checkpoints continue (the same decision on every worker)."""
+        from edgexfer.train.checkpoints import Checkpointer, State, continuation
 
-        if not resume:
-            return Checkpointer(self.run_dir, self.classifier, State(self._config()))
-        ckpt = Checkpointer.resume(self.run_dir, self.classifier, self._config())
+        automatic = self.plan.name == "multiworker" and not force
+        found = (continuation(self.run_dir, self._config(), resume=resume, automatic=automatic)
+                 if self.plan.chief else {})
+        found = self._from_chief(found)
+        if found.get("error"):
+            raise UserError(found["error"])
+        if found.get("note"):
+            self.say(found["note"])
+        if found.get("state") is None:
+            self._clear_checkpoints()
+            return Checkpointer(self.run_dir, self.classifier, State(self._config()), self.plan)
+        ckpt = Checkpointer(self.run_dir, self.classifier, State(**found["state"]), self.plan)
+        ckpt.continue_run()
         self.resumed = True
-        self.say(f"Resuming stage {ckpt.state.stage} after epoch {ckpt.state.epoch}.")
+        how = "" if resume else " (an unfinished multi-worker run in this directory; force=True starts a new one)"
+        self.say(f"Resuming stage {ckpt.state.stage} after epoch {ckpt.state.epoch}{how}.")
         return ckpt
+
+    def _from_chief(self, message: dict[str, Any]) -> dict[str, Any]:
+        """The chief's `message` (JSON) on every worker; as is on a single worker."""
+        if self.plan.workers <= 1:
+            return message
+        from edgexfer.train.strategy import broadcast_bytes
+
+        return json.loads(broadcast_bytes(self.plan, json.dumps(message).encode()))
+
+    def _clear_checkpoints(self) -> None:
+        from edgexfer.train.checkpoints import CHECKPOINT_DIR
+
+        stale = self.run_dir / CHECKPOINT_DIR
+        if stale.exists():
+            self.say(f"Starting a new run in {self.run_dir}: removing the checkpoints of the previous one.")
+            shutil.rmtree(stale)
 
     def _fit(self) -> Any:
         from edgexfer.train.stages import Fit
@@ -307,5 +361,6 @@ class _Run:
         model.save(self.run_dir / MODEL_FILE)
         record = self._record(evaluation, "complete", seconds)
         record.save(self.run_dir)
-        plot_history(self.ckpt.state.history, self.run_dir / HISTORY_PLOT)
-        return TrainResult(self.run_dir, record, model)
+        if self.plan.chief:  # another worker's folder is deleted unread: plotting there is wasted time
+            plot_history(self.ckpt.state.history, self.run_dir / HISTORY_PLOT)
+        return TrainResult(self.out, record, model, self.plan.chief)
