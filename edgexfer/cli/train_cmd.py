@@ -46,17 +46,26 @@ SPLITS = ["train", "val", "test", "all"]
                    "(the training images, labels unused, plus --unlabeled) before training the head.")
 @click.option("--unlabeled", type=click.Path(exists=True, file_okay=False), default=None,
               help="Folder of unlabelled target-domain images (any layout) for --adapt-bn.")
-@click.option("--quiet", is_flag=True, help="One line per epoch instead of progress bars.")
+@click.option("--quiet", is_flag=True,
+              help="One line per epoch instead of progress bars (the default when stdout is not a terminal).")
 def train(data: str, out: str, backbone: str | None, image_size: int | None, quiet: bool, **options) -> None:
     """Train a classifier on DATA (an image folder or builtin:NAME) into --out."""
+    from edgexfer.enginelog import import_tensorflow
+    from edgexfer.progress import keras_verbose
+
+    import_tensorflow()
     from edgexfer.train import DEFAULT_BACKBONE
     from edgexfer.train import train as run_training
+    from edgexfer.train.trainer import TrainingInterrupted
 
     try:
         result = run_training(data, out, backbone=backbone or DEFAULT_BACKBONE, image_size=image_size,
-                              verbose=2 if quiet else 1, **options)
+                              verbose=keras_verbose(quiet), **options)
+    except TrainingInterrupted as exc:
+        click.echo(f"Interrupted: checkpoint saved in {exc.args[0]}; continue with --resume.", err=True)
+        click.get_current_context().exit(130)
     except KeyboardInterrupt:
-        click.echo(f"Interrupted: checkpoint saved in {out}/checkpoints; continue with --resume.", err=True)
+        click.echo("Interrupted before training started: nothing was saved.", err=True)
         click.get_current_context().exit(130)
     metrics = result.record.metrics
     where = (f"Run directory: {result.run_dir}" if result.chief else
@@ -73,6 +82,9 @@ def train(data: str, out: str, backbone: str | None, image_size: int | None, qui
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
 def evaluate(run_dir: str, data: str, split: str | None, as_json: bool) -> None:
     """Accuracy and confusion matrix of RUN_DIR's model on DATA."""
+    from edgexfer.enginelog import import_tensorflow
+
+    import_tensorflow()
     from edgexfer.train import evaluate as run_evaluation
     from edgexfer.train.metrics import format_confusion
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgexfer.errors import UserError
-from edgexfer.record import MODEL_FILE, RunRecord
+from edgexfer.record import MODEL_FILE, RUN_FILE, RunRecord
 from edgexfer.train.backbones import (
     DEFAULT_BACKBONE,
     build_backbone,
@@ -120,6 +120,11 @@ def _check_out(run_dir: Path, resume: bool, force: bool) -> None:
                     f"{MODEL_FILE}. Pass --force to replace it, --resume to continue it, or choose another --out.")
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C once training had started: the checkpoint is saved (args[0]: its folder) and --resume continues.
+    A KeyboardInterrupt before that (data loading, building the model) saved nothing."""
+
+
 class _Run:
     """One training run; holds what the steps share so that each step is a short method."""
 
@@ -173,9 +178,9 @@ class _Run:
         started = time.perf_counter()
         try:
             self._stages()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             self._on_interrupt(time.perf_counter() - started)
-            raise
+            raise TrainingInterrupted(str(self.ckpt.dir)) from exc
         except Exception as exc:
             lost = worker_lost(exc, self.plan)
             if lost is None:
@@ -239,6 +244,8 @@ class _Run:
         if stale.exists():
             self.say(f"Starting a new run in {self.run_dir}: removing the checkpoints of the previous one.")
             shutil.rmtree(stale)
+        for name in (MODEL_FILE, RUN_FILE):  # an interrupted new run must never sit beside the old model
+            (self.run_dir / name).unlink(missing_ok=True)
 
     def _fit(self) -> Any:
         from edgexfer.train.stages import Fit

@@ -49,13 +49,31 @@ def test_resume_without_checkpoint_is_a_user_error(tiny_data, tmp_path):
         train(tiny_data, tmp_path, backbone=DIGITS_BACKBONE, epochs=1, verbose=0, resume=True)
 
 
-def test_cli_ctrl_c_is_one_line_and_exit_130(monkeypatch, tmp_path):
+@pytest.mark.parametrize("during", ["start-up", "training"])
+def test_cli_ctrl_c_is_one_line_and_exit_130(monkeypatch, tmp_path, during):
+    """Ctrl-C names --resume only when a checkpoint was saved; before training started nothing was."""
     import edgexfer.train.trainer as trainer
 
     def interrupted(*args, **kwargs):
+        if during == "training":
+            raise trainer.TrainingInterrupted(str(tmp_path / "checkpoints"))
         raise KeyboardInterrupt
 
     monkeypatch.setattr(trainer, "train", interrupted)
     result = CliRunner().invoke(main, ["train", "builtin:uci_digits", "--out", str(tmp_path)])
-    assert result.exit_code == 130
-    assert "--resume" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 130 and "Traceback" not in result.output
+    if during == "training":
+        assert "--resume" in result.output and "checkpoint saved" in result.output
+    else:
+        assert "nothing was saved" in result.output and "--resume" not in result.output
+
+
+@pytest.mark.slow
+def test_interrupted_force_run_leaves_no_old_model_beside_it(tiny_data, tmp_path):
+    """`train --force` over a finished run, interrupted: the old model.keras must not pass for the new run."""
+    (tmp_path / "model.keras").write_bytes(b"the previous run's model")
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_data, tmp_path, backbone=DIGITS_BACKBONE, augment=True, epochs=3, patience=0, verbose=0,
+              force=True, callbacks=[InterruptAfter(1)])
+    assert not (tmp_path / "model.keras").exists()
+    assert RunRecord.load(tmp_path).training["status"] == "interrupted"
