@@ -135,8 +135,7 @@ def _shape_folder(root: Path) -> Path:
     """The tiny shapes set as an image folder (class sub-folders), for the CLI."""
     from PIL import Image
 
-    sys.path.insert(0, str(HERE))
-    from conftest import shape_images
+    from tests.train.conftest import shape_images  # not `conftest`: in a full run that name is another folder's
 
     data = shape_images()
     for i, (image, label) in enumerate(zip(data.x, data.y)):
