@@ -1,6 +1,6 @@
 """A measured choice of backend: `runtime.load(backend="auto")` against the best cell of the sweep.
 
-For the demo model, a MobileNetV3Small@224 and a ResNet50@224 (random weights: speed only), in one run:
+For the digits model (digits_mnv3s@32, benchmarks/_common.digits_bundle), a MobileNetV3Small@224 and a ResNet50@224 (random weights: speed only), in one run:
 sweep every passed artifact x backend x batch size with `--tune` (recording the fastest choice in the
 bundle), then measure the best cell and what `load()` picks by itself at each batch size side by side
 (alternating fresh processes, median of 3 each). Goal (benchmark issue): auto reaches at least 0.90x the
@@ -15,11 +15,11 @@ import argparse
 import statistics
 from dataclasses import replace
 
-from _common import demo_bundle, model_bundle, write_result
+from _common import DIGITS_LABEL, digits_bundle, model_bundle, write_result
 
 GOAL = 0.90
 MODELS = {
-    "demo (digits_mnv3s@32)": lambda: demo_bundle(),
+    DIGITS_LABEL: lambda: digits_bundle(),
     "mobilenet_v3_small@224": lambda: model_bundle("mnv3s224", "mobilenet_v3_small", 224),
     "resnet50@224": lambda: model_bundle("resnet50_224", "resnet50", 224,
                                          formats="onnx,tflite,openvino"),  # int8 of random weights: noise
@@ -79,7 +79,7 @@ def evaluate_model(label: str, bundle, config, repeats: int) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="demo model only, fewer runs")
+    parser.add_argument("--quick", action="store_true", help="digits model only, fewer runs")
     args = parser.parse_args()
     from edgexfer.bench.sweep import SweepConfig
 

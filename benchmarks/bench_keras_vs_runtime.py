@@ -1,8 +1,9 @@
 """Batch-1 latency: Keras `model.predict` (how a notebook runs inference) against the edgexfer runtime.
 
-Same demo model: the run's model.keras through Keras, and every passed artifact of its bundle through the
+Same model: the run's model.keras through Keras, and every passed artifact of its bundle through the
 runtime, measured in this one run. Goal (runtime issue): at least 50x faster on a MobileNetV3Small-class
-model (the demo model is MobileNetV3Small-0.75 at 32x32).
+model. The model is the digits model (digits_mnv3s: MobileNetV3Small-0.75 at 32x32 on builtin:uci_digits,
+benchmarks/_common.digits_bundle: the demo before efficientnet_lite0 on builtin:textures).
 
     .venv/bin/python benchmarks/bench_keras_vs_runtime.py   # writes benchmarks/results/keras_vs_runtime.json
 """
@@ -14,7 +15,7 @@ import time
 
 import numpy as np
 
-from _common import WORK, demo_bundle, pairs, write_result
+from _common import DIGITS_LABEL, digits_bundle, digits_run_dir, pairs, write_result
 
 THREADS = os.cpu_count() or 1
 
@@ -31,12 +32,12 @@ def median_ms(fn, x, runs: int) -> float:
 
 
 def main() -> None:
-    bundle = demo_bundle()
+    bundle = digits_bundle()
     import keras
 
     from edgexfer import runtime
 
-    model = keras.saving.load_model(WORK / "demo" / "run" / "model.keras")
+    model = keras.saving.load_model(digits_run_dir() / "model.keras")
     x = np.random.default_rng(0).integers(0, 256, (1, *model.input_shape[1:]), dtype=np.uint8)
     keras_ms = median_ms(lambda a: model.predict(a.astype("float32"), verbose=0), x, runs=30)
     rows = []
@@ -47,7 +48,7 @@ def main() -> None:
         print(f"{artifact:>14} {backend:>12}: {ms:.4f} ms  ({keras_ms / ms:.0f}x faster than Keras predict)")
     best = max(rows, key=lambda r: r["speedup"])
     path = write_result("keras_vs_runtime", {
-        "bundle": str(bundle), "keras_predict_ms": keras_ms, "rows": rows, "best": best,
+        "model": DIGITS_LABEL, "bundle": str(bundle), "keras_predict_ms": keras_ms, "rows": rows, "best": best,
         "goal": {"speedup_min": 50}, "goal_met": best["speedup"] >= 50})
     print(f"Keras model.predict: {keras_ms:.2f} ms; best {best['artifact']}/{best['backend']} "
           f"{best['speedup']:.0f}x -> {path}")

@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from _common import demo_bundle, model_bundle, pairs, write_result
+from _common import DIGITS_LABEL, digits_bundle, model_bundle, pairs, write_result
 
 THREADS = os.cpu_count() or 1
 GOALS = {1: 1.05, 32: 1.02}
@@ -165,8 +165,8 @@ def compare(bundle, artifact: str, backend: str, batch: int, seconds: float = 12
             "goal_met": ratio <= GOALS[batch], "isolated_goal_met": isolated <= GOALS[batch], "calls": calls}
 
 
-MODELS = {  # the demo model (engine calls of ~0.1 ms) and a MobileNetV3Small-class model at full size
-    "demo (digits_mnv3s@32)": demo_bundle,
+MODELS = {  # the digits model (engine calls of ~0.1 ms) and a MobileNetV3Small-class model at full size
+    DIGITS_LABEL: digits_bundle,
     "mobilenet_v3_small@224": lambda: model_bundle("mnv3s224", "mobilenet_v3_small", 224),
 }
 

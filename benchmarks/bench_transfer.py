@@ -64,10 +64,10 @@ def open_target(domain: str, seed: int, k: int | None) -> Any:
 
 def sdk_transfer(method: str, data: Any, seed: int, out: Path) -> tuple[float, Path]:
     """One `edgexfer.train.train` run; returns the test accuracy from run.json and the run dir."""
-    from edgexfer.train import train
+    from edgexfer.train import DIGITS_BACKBONE, train
 
     n = int(data.counts()["train"])
-    options: dict[str, Any] = {"adapt_bn": "adabn" in method}
+    options: dict[str, Any] = {"adapt_bn": "adabn" in method, "backbone": DIGITS_BACKBONE}  # not the default any more
     if method.endswith("stage2"):
         options.update(fine_tune_layers=1000, fine_tune_epochs=epochs_for(n, STAGE2_STEPS, 10, 40),
                        fine_tune_lr=STAGE2_LR)

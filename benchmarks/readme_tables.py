@@ -33,6 +33,36 @@ def _ok(flag: bool) -> str:
     return "yes" if flag else "**no**"
 
 
+#: Result files measured before the demo became efficientnet_lite0 on builtin:textures call the digits model "demo".
+DIGITS = "digits model (digits_mnv3s@32)"
+_LEGACY_LABELS = {"demo (digits_mnv3s@32)": DIGITS}
+
+
+def _label(name: str) -> str:
+    return _LEGACY_LABELS.get(name, name)
+
+
+def _load(doc: dict[str, Any]) -> str:
+    """What else ran on the machine while a timing benchmark ran (benchmarks/_common.MachineLoad)."""
+    if "load_average_1m" not in doc:
+        return ""
+    other = doc.get("other_cores")
+    cores = (doc.get("machine") or {}).get("cores", "?")
+    return (f" Load average (1 min) when it started: {doc['load_average_1m']:.2f}"
+            + (f"; other processes used {other:.2f} of the {cores} cores on average while it ran." if other is not None
+               else "."))
+
+
+def _model(doc: dict[str, Any]) -> str:
+    """One line naming the trained model a result was measured on (from its run summary)."""
+    m = doc.get("run") or doc.get("model")
+    if not isinstance(m, dict) or "image_size" not in m:
+        return ""
+    return (f"Model: `{m['backbone']}` ({m.get('weights')} weights) at {m['image_size']} px, trained on "
+            f"{m['data']} ({m['train_images']} training, {m['val_images']} "
+            f"validation, {m['test_images']} test images, {len(m.get('classes') or [])} classes).\n\n")
+
+
 def formats(doc):
     cells = [c for c in doc["cells"] if c["status"] == "ok"]
     keys = sorted({(c["artifact"], c["backend"], c["mode"]) for c in cells}, key=lambda k: (k[0], k[1], k[2]))
@@ -44,21 +74,29 @@ def formats(doc):
         rows.append([art, backend, mode, f"{b1['latency']['p50_ms']:.3f}" if b1 else "-",
                      f"{big['throughput_ips']:.0f} (b{big['batch_size']})", f"{big['size_bytes'] / 1e6:.2f}",
                      f"{big['peak_rss_mb']:.0f}", f"{100 * acc:.1f}%" if acc is not None else "-"])
-    return _table(["artifact", "backend", "mode", "p50 ms (batch 1)", "images/s", "size MB", "peak RSS MB",
-                   "test accuracy"], rows)
+    table = _table(["artifact", "backend", "mode", "p50 ms (batch 1)", "images/s", "size MB", "peak RSS MB",
+                    "test accuracy"], rows)
+    goal = doc.get("goal")
+    if goal:
+        p50 = f"{goal['p50_ms']:.2f} ms" if goal.get("p50_ms") is not None else "not measured"
+        table += (f"\n\nGoal: {goal['artifact']} on {goal['backend']}, batch {goal['batch_size']}, p50 <= "
+                  f"{goal['p50_ms_max']:g} ms: {p50}, {_ok(goal['met'])}.{_load(doc)}")
+    return _model(doc) + table
 
 
 def train_cache(doc):
     rows = []
     for r in doc["rows"]:
-        c, t = r["cached"], r["through_backbone"]
-        rows.append([r["name"], f"{r['data']} @ {r['image_size']} px, {r['train_images']} images",
-                     f"{c['seconds']:.1f}", f"{t['seconds']:.1f}", f"{r['speedup']:.1f}x",
-                     f"{100 * c['test_accuracy']:.1f}% / {100 * t['test_accuracy']:.1f}%",
-                     f"{r['steady_epoch_speedup']:.1f}x", _ok(r["goal_met"])])
-    return _table(["setting", "data", "cached s", "through backbone s", "speed-up", "test acc cached / through",
-                   "per-epoch speed-up", f">= {doc['goal']['speedup_min']:.0f}x, acc within "
-                   f"{doc['goal']['accuracy_diff_max_points']} pt"], rows)
+        c, t, f = r["cached"], r["through_backbone"], r["feature_pass"]
+        rows.append([f"{r['data']} @ {r['image_size']} px, `{r['backbone']}`",
+                     f"{f['first_pass_images_per_s']:.0f} / {f['steady_images_per_s']:.0f} ({f['images']} images)",
+                     f"{c['seconds']:.1f}", f"{t['seconds']:.1f} ({r['epochs']} epochs)", f"{r['speedup']:.1f}x",
+                     f"{100 * c['test_accuracy']:.1f}% / {100 * t['test_accuracy']:.1f}%", _ok(r["goal_met"])])
+    goal = doc["goal"]
+    return _table(["data, backbone", "feature pass images/s (first / steady)", "stage 1 cached s",
+                   "stage 1 through backbone s", "speed-up", "test accuracy cached / through",
+                   f">= {goal['speedup_min']:.0f}x, accuracy at most {goal['accuracy_loss_max_points']} pt lower"],
+                  rows) + ("\n\n" + _load(doc).strip() if _load(doc) else "")
 
 
 def overhead(doc):
@@ -70,7 +108,7 @@ def overhead(doc):
         blocks = r.get("block_ratios")
         return f" ({min(blocks):.2f}-{max(blocks):.2f})" if blocks else ""
 
-    rows = [[r.get("model", "demo"), r["artifact"], r["backend"], r["batch"], f"{r['raw_ms']:.4f}",
+    rows = [[_label(r.get("model", DIGITS)), r["artifact"], r["backend"], r["batch"], f"{r['raw_ms']:.4f}",
              f"{r['runtime_ms']:.4f}", f"{r['ratio']:.3f}{spread(r)}",
              f"{r['aa_ratio']:.3f}" if "aa_ratio" in r else "",
              f"{1e3 * r['wrapper_ms']:.1f}" if "wrapper_ms" in r else "",
@@ -83,19 +121,21 @@ def cold_start(doc):
     rows = [[r["artifact"], r["backend"], f"{r['import_s']:.3f}", f"{r['load_s']:.3f}",
              f"{1e3 * r['first_predict_s']:.1f}", f"{r['total_s']:.3f}", f"{r['peak_rss_mb']:.0f}",
              "no" if not r["tensorflow_imported"] else "**yes**"] for r in doc["rows"]]
-    return _table(["artifact", "backend", "import s", "load s", "first predict ms", "total s", "peak RSS MB",
-                   "TensorFlow imported"], rows) + f"\n\nGoal (onnxruntime <= 0.5 s, <= 150 MB): {_ok(doc['goal_met'])}."
+    return f"Bundle: the {_label(doc.get('model', DIGITS))}.\n\n" + _table(
+        ["artifact", "backend", "import s", "load s", "first predict ms", "total s", "peak RSS MB",
+         "TensorFlow imported"], rows) + f"\n\nGoal (onnxruntime <= 0.5 s, <= 150 MB): {_ok(doc['goal_met'])}."
 
 
 def keras_vs_runtime(doc):
     rows = [[r["artifact"], r["backend"], f"{r['p50_ms']:.4f}", f"{r['speedup']:.0f}x"] for r in doc["rows"]]
-    return (f"Keras `model.predict`, batch 1: {doc['keras_predict_ms']:.1f} ms.\n\n"
+    return (f"Model: the {_label(doc.get('model', DIGITS))}. Keras `model.predict`, batch 1: "
+            f"{doc['keras_predict_ms']:.1f} ms.\n\n"
             + _table(["artifact", "backend", "p50 ms (batch 1)", "faster than Keras predict"], rows)
             + f"\n\nGoal (>= 50x): {_ok(doc['goal_met'])}.")
 
 
 def auto_vs_best(doc):
-    rows = [[r["model"], r["batch"], f"{r['best']['artifact']} / {r['best']['backend']} / {r['best']['mode']}",
+    rows = [[_label(r["model"]), r["batch"], f"{r['best']['artifact']} / {r['best']['backend']} / {r['best']['mode']}",
              f"{r['best']['throughput_ips']:.0f}", f"{r['auto']['artifact']} / {r['auto']['backend']}",
              f"{(r['auto']['throughput_ips'] or 0):.0f}", f"{r['ratio']:.2f}",
              "yes" if r.get("same_choice") else "no", _ok(r["goal_met"])] for r in doc["rows"]]
@@ -119,8 +159,9 @@ def export(doc):
     parity = _table(["artifact", "parity", "max abs diff", "cosine", "top-1 agreement", "accuracy",
                      "drop (pt)", "size MB", "int8 ladder step"], rows)
     ref = best.get("reference", {})
-    return (summary + f"\n\nGoal <= {doc['goal']['seconds']:.0f} s and <= {doc['goal']['peak_rss_mb']:.0f} MB: "
-            f"{_ok(doc['met'])}. Parity on the {ref.get('n', '?')} held-out test images (Keras float32 accuracy "
+    return (_model(doc) + summary + f"\n\nGoal <= {doc['goal']['seconds']:.0f} s and <= {doc['goal']['peak_rss_mb']:.0f} MB"
+            f" with the default {doc.get('default_parallel', '?')} conversions at once: {_ok(doc['met'])}.{_load(doc)} "
+            f"Parity on the {ref.get('n', '?')} held-out test images (Keras float32 accuracy "
             f"{ref.get('accuracy', 0):.2f}%):\n\n" + parity)
 
 
@@ -168,6 +209,68 @@ def _transfer_goals(goals: dict) -> str:
     return "\n".join(lines)
 
 
+PHOTO_COLUMNS = {"efficientnet_lite0": "efficientnet_lite0 (default)", "digits_mnv3s@32": "digits_mnv3s@32",
+                 "digits_mnv3s@224": "digits_mnv3s@224", "scratch": "scratch", "raw_pixels": "raw pixels"}
+
+
+def transfer_photos(doc):
+    """Mean (std) test accuracy per k and method on builtin:textures; goals; the exported artifacts."""
+    st = doc["settings"]
+    rows = []
+    for k in dict.fromkeys(r["k"] for r in doc["rows"]):
+        got = {r["method"]: r for r in doc["rows"] if r["k"] == k}
+        best = max(r["mean"] for r in got.values())
+        cells = [("**{}**" if m in got and got[m]["mean"] == best else "{}").format(
+                 f"{100 * got[m]['mean']:.1f} ± {100 * got[m]['std']:.1f}") if m in got else "-" for m in PHOTO_COLUMNS]
+        rows.append([k, got[next(iter(got))]["train_images"], *cells])
+    sc = st["scratch"]
+    note = (f"{len(st['seeds'])} seeds, no validation split, test split: the builtin's fixed "
+            f"{doc['cells'][0]['test_images']} images. scratch: the {sc['architecture']} architecture from random "
+            f"weights, every layer trained at {sc['image_size']} px for {sc['steps']} Adam steps of batch "
+            f"{sc['batch']} (learning rate {sc['learning_rate']:g}, cosine decay). raw pixels: logistic regression on "
+            f"standardised {st['raw_pixels_size']} px pixels.")
+    out = _table(["labels per class", "training images", *PHOTO_COLUMNS.values()], rows) + "\n\n" + note
+    return out + "\n\n" + _photo_goals(doc["goals"]) + _photo_export(doc.get("export"))
+
+
+def _photo_goals(goals: dict) -> str:
+    lines = []
+    if "k10" in goals:
+        g = goals["k10"]
+        margins = ", ".join(f"{v:+.1f} points over {PHOTO_COLUMNS[m]}" for m, v in g["margins_pts"].items())
+        lines.append(f"- 10 labels per class: the default backbone {100 * g['accuracy']:.1f}% (goal >= "
+                     f"{100 * g['min_accuracy']:.0f}%: {_ok(g['accuracy_met'])}), {margins} (goal >= "
+                     f"{g['goal_margin_pts']:.0f} over both: {_ok(g['margins_met'])}).")
+    if "int8" in goals:
+        parts = [f"{name} drop {g['drop_pts']:+.2f} points (95% CI {g['drop_ci_pts'][0]:+.1f} to "
+                 f"{g['drop_ci_pts'][1]:+.1f}), parity {'passed' if g['passed'] else '**failed**'}"
+                 for name, g in goals["int8"].items()]
+        lines.append(f"- int8 artifacts of the exported model: {'; '.join(parts)} (goal: both pass): "
+                     f"{_ok(goals['int8_met'])}.")
+    return "\n".join(lines)
+
+
+def _photo_export(exp: dict | None) -> str:
+    if not exp:
+        return ""
+    rows = [[name, a["status"], f"{a['accuracy']:.1f}%" if a.get("accuracy") is not None else "-",
+             f"{a['accuracy_drop']:+.2f}" if a.get("accuracy_drop") is not None else "-",
+             f"{a['size_bytes'] / 1e6:.2f}"] for name, a in exp["artifacts"].items()]
+    return (f"\n\nExported: `efficientnet_lite0`, {exp['k']} labels per class, seed {exp['seed']}, trained with the "
+            f"default validation split ({exp['val_images']} images; export needs one), float32 test accuracy "
+            f"{100 * exp['test_accuracy']:.1f}%; every format, parity on the test split:\n\n"
+            + _table(["artifact", "parity", "test accuracy", "drop (pt)", "size MB"], rows))
+
+
+def demo(doc):
+    rows = [[s["step"], f"`edgexfer {s['command']}`", f"{s['seconds']:.1f}"] for s in doc["steps"]]
+    rows.append(["**total**", "", f"**{doc['total_seconds']:.1f}**"])
+    cache = "a fresh edgexfer cache (the weights conversion included)" if doc.get("fresh_cache") else "a warm cache"
+    return (_table(["step", "command", "wall s"], rows)
+            + f"\n\nWith {cache}. Goal <= {doc['goal']['seconds'] / 60:.0f} minutes: {_ok(doc['goal_met'])}."
+            + _load(doc))
+
+
 def arm64_check(doc):
     rows = [[name, f"{r['max_abs_diff']:.2e}", f"{r['tolerance']:.2e}" + (" (1 step)" if r.get("max_diff_in_steps") else ""),
              f"{r['top1_agreement_pct']:.1f}%", f"{r['accuracy_x86_pct']:.2f}% / {r['accuracy_arm64_pct']:.2f}%",
@@ -184,6 +287,8 @@ RENDERERS: dict[str, tuple[Callable[[dict], str], str]] = {
     "arm64_check": (arm64_check, "make arm64-check"),
     "formats": (formats, "benchmarks/bench_formats.py"),
     "transfer": (transfer, "benchmarks/bench_transfer.py"),
+    "transfer_photos": (transfer_photos, "benchmarks/bench_photos.py"),
+    "demo": (demo, "benchmarks/bench_demo.py"),
     "train_cache": (train_cache, "benchmarks/bench_train_cache.py"),
     "export": (export, "benchmarks/bench_export.py"),
     "overhead": (overhead, "benchmarks/bench_overhead.py"),
