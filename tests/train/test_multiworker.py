@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -23,6 +22,7 @@ import pytest
 
 from edgexfer.train.checkpoints import CHECKPOINT_DIR, STATE_FILE, State, continuation
 from edgexfer.train.strategy import Plan, broadcast_arrays, broadcast_bytes, cluster_role
+from tests.train.conftest import free_ports
 
 HERE = Path(__file__).parent
 WAIT_S = 150  # per attempt; a run takes ~30 s on two idle cores
@@ -89,14 +89,6 @@ def test_a_restarted_cluster_continues_an_unfinished_run_with_the_same_settings(
 # --------------------------------------------------------------------------- two worker processes
 
 
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for sock in sockets:
-        sock.bind(("localhost", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 def _worker_env(ports: list[int], index: int, tmp: Path) -> dict[str, str]:
@@ -109,7 +101,7 @@ def _worker_env(ports: list[int], index: int, tmp: Path) -> dict[str, str]:
 
 def _start(commands: list[list[str]], tmp: Path, attempt: str) -> tuple[list[subprocess.Popen], list[Path]]:
     """One process per worker; output to files, not pipes (a full pipe would stall a worker)."""
-    ports, procs, logs = _free_ports(len(commands)), [], []
+    ports, procs, logs = free_ports(len(commands)), [], []
     for index, command in enumerate(commands):
         log = tmp / f"{attempt}-worker{index}.log"
         with open(log, "w") as out:

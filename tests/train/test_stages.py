@@ -24,6 +24,7 @@ from edgexfer.train.stages import (
     fold_scaling,
     loss_and_accuracy,
 )
+from tests.train.conftest import free_ports
 
 HERE = Path(__file__).parent
 
@@ -250,22 +251,12 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def _free_ports(n: int) -> list[int]:
-    import socket
-
-    sockets = [socket.socket() for _ in range(n)]
-    for sock in sockets:
-        sock.bind(("localhost", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 @pytest.mark.slow
 def test_cached_stage1_under_multiworker_mirrored_strategy_with_two_workers(tmp_path):
     """Keras' fit on cached features crashed here ("unsupported type PerReplica to a Tensor")."""
-    ports = ",".join(map(str, _free_ports(2)))
+    ports = ",".join(map(str, free_ports(2)))
     logs = [(tmp_path / f"w{i}.out", tmp_path / f"w{i}.err") for i in range(2)]
     procs = []
     for i, (out, err) in enumerate(logs):  # files, not pipes: a full pipe would stall the other worker
