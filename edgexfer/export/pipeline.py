@@ -225,7 +225,8 @@ def _prepare_data(ctx: _Context, specs: list[FormatSpec]) -> dict[str, str]:
         np.save(paths["calibration"], pool)
         ctx.settings["calibration_pool"] = int(len(pool))
     labelled = ctx.record.training.get("label_source") != "reference"
-    if labelled and any(s.family == "openvino" and s.calibrated for s in specs):  # NNCF accuracy control
+    has_val = int((ctx.record.data.get("counts") or {}).get("val", 0) or 0) > 0  # k-shot runs have none
+    if labelled and has_val and any(s.family == "openvino" and s.calibrated for s in specs):  # NNCF accuracy control
         x_val, y_val = _data.validation_images(ctx.record, size)
         paths["validation"] = str(ctx.work / "validation.npz")
         np.savez(paths["validation"], x=x_val, y=y_val)

@@ -256,3 +256,24 @@ def test_staging_of_a_killed_export_is_removed_by_the_next(tmp_path):
     assert len(removed) == 3
     assert (tmp_path / f".bundle.partial-{os.getpid()}-x3").is_dir()  # a live export's folder stays
     assert (out / "manifest.json").is_file()  # the previous bundle is restored, not deleted
+
+
+def test_run_without_validation_split_exports_openvino_int8(digits, tmp_path):
+    """A k-shot run has no validation split: openvino-int8 quantizes without accuracy control."""
+    keras = pytest.importorskip("keras")
+    from tests.export.conftest import _tiny_model, _write_run
+
+    few = digits.limit_labels(5, seed=0)
+    model = _tiny_model(keras)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    record = few.to_record()
+    record["splits"]["val"] = {"indices": [], "labels": []}
+    record["counts"]["val"] = 0
+    run = _write_run(tmp_path / "run", model, few, {})
+    from edgexfer.record import RunRecord
+
+    rec = RunRecord.load(run)
+    rec.data = record
+    rec.save(run)
+    result = export(run, tmp_path / "b", formats=["openvino-int8"], calibration_samples=20, parity_samples=50)
+    assert "openvino-int8" in result.manifest.artifacts
