@@ -11,7 +11,7 @@ int8 fallback ladder (formats.OPENVINO_INT8_LADDER, walked by edgexfer.export.gu
   0. default           nncf.quantize, performance preset (symmetric), `calibration_samples` images
   1. mixed-preset      QuantizationPreset.MIXED (asymmetric activations)
   2. accuracy-control  nncf.quantize_with_accuracy_control on the run's validation split with
-                       max_drop = the gate's max_acc_drop: NNCF reverts the most harmful layers
+                       max_drop = half the gate's max_acc_drop (guardrail._rung_options): NNCF reverts layers
 The child needs no TensorFlow (the source is the ONNX file), so rungs are built one per child and
 the walk stops at the first that passes (formats: ladder_chunk=1).
 
