@@ -71,8 +71,10 @@ def measure(run_dir: str, parallel: int) -> dict:
         "largest_child_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
         "children": prov["export"]["children"],
         "artifacts": {n: {"status": a.status, "size_bytes": a.size_bytes, "precision": a.precision,
-                          "convert_seconds": a.details.get("convert_seconds"), "metrics": a.parity.get("metrics"),
-                          "gate": a.parity.get("gate"), "rung": a.details.get("rung")}
+                          "convert_seconds": a.details.get("convert_seconds"),
+                          "metrics": a.parity.metrics if a.parity is not None else None,
+                          "gate": a.parity.gate.to_dict() if a.parity is not None else None,
+                          "rung": a.details.get("rung")}
                       for n, a in result.manifest.artifacts.items()},
         "reference": prov["parity_reference"], "table": result.table(), "bundle": str(result.bundle),
     }

@@ -160,13 +160,14 @@ def export_check(k: int = 10, seed: int = 0) -> dict[str, Any]:
     result = export(run_dir, bundle, force=True)
     artifacts = {}
     for name, art in result.manifest.artifacts.items():
-        metrics = art.parity.get("metrics", {})
+        metrics = art.parity.metrics if art.parity is not None else {}
         artifacts[name] = {
-            "status": art.status, "passed": bool(art.parity.get("passed")), "precision": art.precision,
+            "status": art.status, "passed": art.passed, "precision": art.precision,
             "size_bytes": art.size_bytes, "accuracy": metrics.get("accuracy"),
             "reference_accuracy": metrics.get("reference_accuracy"), "accuracy_drop": metrics.get("accuracy_drop"),
             "accuracy_drop_ci": metrics.get("accuracy_drop_ci"), "agreement": metrics.get("agreement"),
-            "max_abs_diff": metrics.get("max_abs_diff"), "n": metrics.get("n"), "reason": art.parity.get("reason"),
+            "max_abs_diff": metrics.get("max_abs_diff"), "n": metrics.get("n"),
+            "reason": art.parity.reason if art.parity is not None else None,
             "rung": art.details.get("rung")}
         print(f"{name:14s} {art.status:7s} accuracy {metrics.get('accuracy')} drop {metrics.get('accuracy_drop')}",
               flush=True)

@@ -1,6 +1,6 @@
 """The bundle manifest: the contract between export (writes it) and the runtime (reads it).
 
-Pure standard library: the runtime on a device imports this, never TensorFlow.
+TF-free (the standard library and the parity record, edgexfer.parity): the runtime on a device imports this.
 A bundle is a directory (or a .zip of one) holding `manifest.json` and one sub-folder per artifact.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgexfer.errors import IntegrityError, ManifestError, UnsafeBundleError, UserError
+from edgexfer.parity import ParityResult
 
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -57,7 +58,7 @@ class Artifact:
     input_quant: QuantParams | None = None
     output_quant: QuantParams | None = None
     status: str = "pending"  # "passed" | "failed" | "pending"
-    parity: dict[str, Any] = field(default_factory=dict)  # metrics, gate, passed, tried variants
+    parity: ParityResult | None = None  # written by export (None: not checked yet); edgexfer.parity
     details: dict[str, Any] = field(default_factory=dict)  # converter notes, float ops left, opset...
 
     @property
@@ -82,7 +83,10 @@ class Manifest:
 
     # -- serialisation -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        for name, artifact in self.artifacts.items():  # the typed parity record has its own wire format
+            out["artifacts"][name]["parity"] = artifact.parity.to_dict() if artifact.parity is not None else {}
+        return out
 
     @classmethod
     def from_dict(cls, raw: Any) -> "Manifest":
@@ -138,6 +142,7 @@ def _artifact(raw: dict[str, Any]) -> Artifact:
     for key in ("input_quant", "output_quant"):
         if raw.get(key) is not None:
             raw[key] = QuantParams(**raw[key])
+    raw["parity"] = ParityResult.from_dict(raw["parity"]) if raw.get("parity") else None
     return Artifact(**raw)
 
 
@@ -284,6 +289,14 @@ def _check_parity(parity: dict[str, Any], where: str) -> None:
     for key in ("tried", "checks"):
         _expect(all(isinstance(c, dict) for c in parity.get(key, [])), f"{where}.{key}", "a list of objects",
                 parity.get(key))
+    for key, value in parity.get("gate", {}).items():  # edgexfer.parity.Gate reads these as numbers
+        _expect(value is None or _is_number(value), f"{where}.gate.{key}", "a number or null", value)
+    for i, rung in enumerate(parity.get("tried", [])):  # edgexfer.parity.Rung
+        for key, kind, expected in (("metrics", dict, "an object"), ("details", dict, "an object"),
+                                    ("failures", list, "a list"), ("checks", list, "a list")):
+            _expect(isinstance(rung.get(key) or kind(), kind), f"{where}.tried[{i}].{key}", expected, rung.get(key))
+        _expect(all(isinstance(c, dict) for c in rung.get("checks") or []), f"{where}.tried[{i}].checks",
+                "a list of objects", rung.get("checks"))
 
 
 def _check_quant(quant: Any, where: str) -> None:

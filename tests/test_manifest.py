@@ -272,7 +272,11 @@ def test_damaged_manifest_bytes_are_a_manifest_error(tmp_path):
 def test_a_failed_artifacts_nan_metrics_round_trip(tmp_path):
     """`save` writes NaN for an artifact that produced NaN outputs; reading it back must work."""
     manifest = _bundle(tmp_path)
-    manifest.artifacts["onnx"].parity = {"passed": False, "metrics": {"max_abs_diff": float("nan"), "finite": False,
-                                                                      "agreement_ci": [0.0, 1.0]}}
+    from edgexfer.parity import Gate, ParityResult
+
+    metrics = {"max_abs_diff": float("nan"), "finite": False, "agreement_ci": [0.0, 1.0]}
+    manifest.artifacts["onnx"].parity = ParityResult(metrics, Gate(max_abs_diff=1e-4), False, ["NaN outputs"])
     manifest.save(tmp_path)
-    assert Manifest.load(tmp_path).artifacts["onnx"].parity["metrics"]["finite"] is False
+    parity = Manifest.load(tmp_path).artifacts["onnx"].parity
+    assert parity.metrics["finite"] is False and parity.gate == Gate(max_abs_diff=1e-4)
+    assert parity.reason == "NaN outputs" and not parity

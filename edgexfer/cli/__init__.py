@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from edgexfer import __version__
+from edgexfer._version import __version__
 from edgexfer.errors import EdgexferError
 
 #: name -> ("module", "attribute", "short help"); the module is imported on use.

@@ -112,7 +112,7 @@ def info(bundle: str, verify: bool, as_json: bool) -> None:
 def summary(manifest: Manifest) -> str:
     """A human-readable summary of a manifest (the parity table comes from the one comparator); the
     training history is summarised (epochs, best and final metrics): `info --json` has every value."""
-    from edgexfer.export.parity import ParityResult, format_table
+    from edgexfer.parity import Gate, ParityResult, format_table
 
     prov = manifest.provenance
     inp = manifest.input
@@ -127,7 +127,8 @@ def summary(manifest: Manifest) -> str:
         f"  created: {prov.get('created')}  edgexfer {prov.get('versions', {}).get('edgexfer')}",
         "",
     ]
-    results = {n: ParityResult.from_dict(a.parity) for n, a in manifest.artifacts.items()}
+    results = {n: a.parity if a.parity is not None else ParityResult.failed(Gate(), "parity was not checked")
+               for n, a in manifest.artifacts.items()}
     lines.append(format_table(results, {n: a.size_bytes for n, a in manifest.artifacts.items()}))
     lines.append("")
     for name, art in manifest.artifacts.items():

@@ -15,6 +15,7 @@ import numpy as np
 
 from edgexfer._deps import require
 from edgexfer.errors import ConversionError, UserError
+from edgexfer.export.jobs import Job
 
 INPUT_NAME = "images"
 OUTPUT_NAME = "probs"
@@ -86,18 +87,18 @@ def saved_model(path: str, input_shape: tuple[int, ...], work_dir: str) -> str:
     return out
 
 
-def reference(job: dict[str, Any]) -> dict[str, Any]:
-    """Write the Keras float32 probabilities on job['options']['images'] to job['options']['out']."""
-    model = load_model(job["model"])
-    x = np.load(job["options"]["images"]).astype(np.float32)
+def reference(job: Job) -> dict[str, Any]:
+    """Write the Keras float32 probabilities on job.args['images'] to job.args['out']."""
+    model = load_model(job.model)
+    x = np.load(job.args["images"]).astype(np.float32)
     probs = np.asarray(model.predict(x, batch_size=64, verbose=0), dtype=np.float32)
     if probs.ndim != 2 or not np.all(np.isfinite(probs)):
         raise ConversionError(f"The Keras model gave invalid probabilities (shape {probs.shape}, non-finite values).")
-    np.save(job["options"]["out"], probs)
+    np.save(job.args["out"], probs)
     return {"files": [], "details": {"shape": list(probs.shape)}}
 
 
-def calibration_images(job: dict[str, Any], count: int | None = None) -> np.ndarray:
+def calibration_images(job: Job, count: int | None = None) -> np.ndarray:
     """The first `count` calibration images (uint8 RGB; cast each to float32 0..255 as at inference)."""
-    x = np.load(job["calibration"], mmap_mode="r")
-    return x[: count or int(job["options"].get("calibration_samples", len(x)))]
+    x = np.load(job.calibration, mmap_mode="r")
+    return x[: count or job.options.calibration_count]

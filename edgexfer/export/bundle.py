@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from edgexfer import __version__
+from edgexfer._version import __version__
 from edgexfer._versions import installed_versions
 from edgexfer.errors import UserError
 from edgexfer.manifest import Artifact, InputSpec, Manifest, QuantParams, describe_files

@@ -6,43 +6,13 @@ named by a "module:function" entry point, imported only inside the conversion su
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from edgexfer._deps import available
 from edgexfer.errors import UserError
-
-
-@dataclass(frozen=True)
-class Gate:
-    """Parity thresholds; a None threshold is not checked. Percentages and points are 0..100."""
-
-    max_abs_diff: float | None = None  # max |p_artifact - p_keras| over all probabilities
-    min_cosine: float | None = None  # mean row-wise cosine similarity of the probability vectors
-    min_agreement: float | None = None  # top-1 agreement with Keras, percent
-    max_acc_drop: float | None = None  # Keras accuracy minus artifact accuracy, points
-    #: A top-1 flip where the reference's own probabilities of the two classes differ by less than this
-    #: is a near tie (any change of precision may round it either way) and is not counted as a disagreement.
-    tie_margin: float = 0.0
-    #: Confidence of the interval every statistical check is decided on (see edgexfer.export.parity).
-    confidence: float = 0.95
-
-    def override(self, changes: dict[str, Any] | None) -> "Gate":
-        """A copy with `changes` applied; unknown keys are a UserError listing the known ones."""
-        if not changes:
-            return self
-        known = [f.name for f in fields(self)]
-        unknown = sorted(set(changes) - set(known))
-        if unknown:
-            raise UserError(f"Expected gate keys among {known}. Received: {unknown}.")
-        return replace(self, **{k: (None if v is None else float(v)) for k, v in changes.items()})
-
-    def to_dict(self) -> dict[str, float]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> "Gate":
-        return cls().override({k: v for k, v in raw.items() if k in {f.name for f in fields(cls)}})
+from edgexfer.export.jobs import ConverterOptions
+from edgexfer.parity import Gate
 
 
 #: fp32: a flip needs a reference margin below twice the allowed probability difference to be a tie.
@@ -59,6 +29,16 @@ UNLABELLED_INT8_GATE = Gate(min_agreement=95.0, tie_margin=0.05)
 
 
 @dataclass(frozen=True)
+class LadderStep:
+    """One rung of an int8 fallback ladder: converter option changes on top of the format's own, and
+    whether the variant is quantized with NNCF accuracy control (aimed by the guardrail at the gate)."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    accuracy_control: bool = False
+
+
+@dataclass(frozen=True)
 class FormatSpec:
     """One export format: how to convert it, what it needs, how it is checked and stored."""
 
@@ -71,12 +51,26 @@ class FormatSpec:
     gate: Gate
     suffixes: tuple[str, ...]  # files the converter writes, main file first
     description: str
-    options: dict[str, Any] = field(default_factory=dict)  # converter settings (opset, quantization)
+    options: dict[str, Any] = field(default_factory=dict)  # changes to ConverterOptions (quantize, opset...)
     calibrated: bool = False  # needs the calibration images
     parity_options: dict[str, Any] = field(default_factory=dict)  # runtime backend options for parity
-    ladder: tuple[dict[str, Any], ...] = ()  # fallback variants tried when the gate is missed (guardrail)
+    ladder: tuple[LadderStep, ...] = ()  # fallback variants tried when the gate is missed (guardrail)
     ladder_chunk: int = 1  # rungs built per conversion child; the walk stops after a chunk with a pass
     unlabelled_gate: Gate | None = None  # the gate when the parity images have no labels (None: `gate`)
+
+    def __post_init__(self) -> None:
+        for step in (LadderStep("default"), *self.ladder):  # a misspelt option fails at import, not in a child
+            self.converter_options(step)
+
+    def converter_options(self, step: LadderStep | None = None) -> ConverterOptions:
+        """The format's converter options (one of its ladder steps applied, when given)."""
+        options = ConverterOptions().with_(self.options)
+        return options.with_(step.options, rung=step.name) if step is not None else options
+
+    @property
+    def calibration_factor(self) -> int:
+        """The most calibration images (as a multiple of calibration_samples) any variant may need."""
+        return max(self.converter_options(s).calibration_factor for s in (None, *self.ladder))
 
     @property
     def installed(self) -> bool:
@@ -88,15 +82,15 @@ class FormatSpec:
 
 #: int8 fallback ladders (walked by edgexfer.export.guardrail; the rungs are explained in tflite.py and
 #: openvino.py). Each rung is a set of converter options on top of the format's own.
-TFLITE_INT8_LADDER: tuple[dict[str, Any], ...] = (
-    {"rung": "more-calibration", "calibration_factor": 4},
-    {"rung": "per-tensor", "calibration_factor": 4, "per_channel": False},
-    {"rung": "denylist", "calibration_factor": 4, "denylist_fraction": 0.2},
-    {"rung": "16x8", "calibration_factor": 4, "mode": "16x8"},
+TFLITE_INT8_LADDER: tuple[LadderStep, ...] = (
+    LadderStep("more-calibration", {"calibration_factor": 4}),
+    LadderStep("per-tensor", {"calibration_factor": 4, "per_channel": False}),
+    LadderStep("denylist", {"calibration_factor": 4, "denylist_fraction": 0.2}),
+    LadderStep("16x8", {"calibration_factor": 4, "mode": "16x8"}),
 )
-OPENVINO_INT8_LADDER: tuple[dict[str, Any], ...] = (
-    {"rung": "mixed-preset", "preset": "mixed"},
-    {"rung": "accuracy-control", "accuracy_control": True},
+OPENVINO_INT8_LADDER: tuple[LadderStep, ...] = (
+    LadderStep("mixed-preset", {"preset": "mixed"}),
+    LadderStep("accuracy-control", accuracy_control=True),
 )
 
 _TF = ("tensorflow", "keras")

@@ -12,6 +12,7 @@ from typing import Any
 
 from edgexfer._deps import require
 from edgexfer.errors import ConversionError
+from edgexfer.export.jobs import Job
 from edgexfer.export._keras import INPUT_NAME, OUTPUT_NAME, load_model, serving_function
 
 BATCH_DIM = "batch"
@@ -41,23 +42,23 @@ class ErrorCollector(logging.Handler):
             raise ConversionError(f"{what} logged {len(self.messages)} error(s) (unsupported ops?):\n  {shown}")
 
 
-def convert(job: dict[str, Any]) -> dict[str, Any]:
+def convert(job: Job) -> dict[str, Any]:
     """Keras model -> out_dir/model.onnx (opset from the format options), checked and annotated."""
     tf2onnx = require("tf2onnx", purpose="ONNX export")
     onnx = require("onnx", purpose="ONNX export")
-    model = load_model(job["model"])
-    serve = serving_function(model, job["input_shape"])
-    opset = int(job["options"].get("opset", 17))
+    model = load_model(job.model)
+    serve = serving_function(model, job.input_shape)
+    opset = job.options.opset
     with ErrorCollector() as errors:
         proto, _ = tf2onnx.convert.from_function(serve, input_signature=serve.input_signature, opset=opset)
     errors.raise_if_any("tf2onnx")
     _name_io(proto)
-    _add_metadata(proto, job["metadata"])
+    _add_metadata(proto, job.metadata)
     try:
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as exc:
         raise ConversionError(f"The converted ONNX model is invalid: {exc}") from exc
-    path = Path(job["out_dir"]) / "model.onnx"
+    path = Path(job.out_dir) / "model.onnx"
     onnx.save(proto, str(path))
     ops = sorted({n.op_type for n in proto.graph.node})
     return {"files": [path.name], "details": {"opset": opset, "input": INPUT_NAME, "output": OUTPUT_NAME,

@@ -30,6 +30,7 @@ import numpy as np
 
 from edgexfer._deps import require
 from edgexfer.errors import ConversionError
+from edgexfer.export.jobs import Job
 from edgexfer.export._keras import calibration_images, saved_model
 
 
@@ -37,11 +38,11 @@ def convert(job: dict[str, Any]) -> dict[str, Any]:
     ov = require("openvino", purpose="OpenVINO export")
     model, source = _source_model(ov, job)
     details: dict[str, Any] = {"source": source}
-    if job["options"].get("quantize") == "int8":
+    if job.options.quantize == "int8":
         model = _quantize(ov, model, job, details)
-    add_model_info(model, job["metadata"])
-    path = Path(job["out_dir"]) / "model.xml"
-    compress = bool(job["options"].get("compress_to_fp16", False))
+    add_model_info(model, job.metadata)
+    path = Path(job.out_dir) / "model.xml"
+    compress = job.options.compress_to_fp16
     ov.save_model(model, str(path), compress_to_fp16=compress)
     details.update({"compress_to_fp16": compress, "inputs": [p.get_any_name() for p in model.inputs],
                     "input_shape": str(model.inputs[0].get_partial_shape())})
@@ -74,28 +75,28 @@ def add_model_info(model: Any, metadata: dict[str, Any]) -> None:
         model.set_rt_info(value if isinstance(value, str) else json.dumps(value), ["edgexfer", key])
 
 
-def _source_model(ov: Any, job: dict[str, Any]) -> tuple[Any, str]:
-    onnx_path = job.get("source_onnx")
+def _source_model(ov: Any, job: Job) -> tuple[Any, str]:
+    onnx_path = job.source_onnx
     try:
         if onnx_path and Path(onnx_path).is_file():
             return ov.convert_model(onnx_path), "onnx"
-        return ov.convert_model(saved_model(job["model"], tuple(job["input_shape"]), job["work_dir"])), "savedmodel"
+        return ov.convert_model(saved_model(job.model, job.input_shape, job.work_dir)), "savedmodel"
     except ConversionError:
         raise
     except Exception as exc:
         raise ConversionError(f"ov.convert_model failed: {str(exc).strip()[-500:]}") from exc
 
 
-def _quantize(ov: Any, model: Any, job: dict[str, Any], details: dict[str, Any]) -> Any:
+def _quantize(ov: Any, model: Any, job: Job, details: dict[str, Any]) -> Any:
     nncf = require("nncf", purpose="OpenVINO int8 export")
-    opts = job["options"]
-    images = calibration_images(job, int(opts.get("calibration_samples", 300)) * int(opts.get("calibration_factor", 1)))
+    opts = job.options
+    images = calibration_images(job, opts.calibration_count)
     calibration = nncf.Dataset([np.asarray(images[i: i + 1], dtype=np.float32) for i in range(len(images))])
-    max_drop = opts.get("max_drop")
-    preset = nncf.QuantizationPreset.MIXED if opts.get("preset") == "mixed" else nncf.QuantizationPreset.PERFORMANCE
-    details.update({"calibration_images": len(images), "preset": preset.value, "rung": opts.get("rung", "default")})
+    max_drop = opts.max_drop
+    preset = nncf.QuantizationPreset.MIXED if opts.preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE
+    details.update({"calibration_images": len(images), "preset": preset.value, "rung": opts.rung})
     try:
-        if max_drop is None or not job.get("validation"):
+        if max_drop is None or not job.validation:
             return nncf.quantize(model, calibration, preset=preset, subset_size=len(images))
         return _quantize_with_accuracy_control(nncf, model, calibration, len(images), job, float(max_drop),
                                                details)
@@ -104,9 +105,9 @@ def _quantize(ov: Any, model: Any, job: dict[str, Any], details: dict[str, Any])
 
 
 def _quantize_with_accuracy_control(nncf: Any, model: Any, calibration: Any, n_calibration: int,
-                                    job: dict[str, Any], max_drop: float, details: dict[str, Any]) -> Any:
+                                    job: Job, max_drop: float, details: dict[str, Any]) -> Any:
     """Revert the layers that cost accuracy until the drop on held-out images is <= max_drop points."""
-    data = np.load(job["validation"])
+    data = np.load(job.validation)
     x, y = data["x"].astype(np.float32), data["y"]
     batches = [(x[i: i + 64], y[i: i + 64]) for i in range(0, len(x), 64)]
 
@@ -119,4 +120,4 @@ def _quantize_with_accuracy_control(nncf: Any, model: Any, calibration: Any, n_c
     return nncf.quantize_with_accuracy_control(
         model, calibration, validation, validation_fn=validate, max_drop=max_drop / 100.0,
         drop_type=nncf.DropType.ABSOLUTE, subset_size=n_calibration,
-        preset=nncf.QuantizationPreset.MIXED if job["options"].get("preset") == "mixed" else None)
+        preset=nncf.QuantizationPreset.MIXED if job.options.preset == "mixed" else None)

@@ -3,8 +3,9 @@
 1. validate the arguments and the run dir (cheap, before any heavy import)
 2. rebuild the held-out test images and sample calibration images from run.json (edgexfer.data)
 3. convert in subprocess batches (one per family; the Keras reference runs in the first batch)
-4. parity: every artifact through edgexfer.runtime.load, one comparator, gates per format;
-   tflite-int8 / openvino-int8 walk their fallback ladder when they miss the gate
+4. parity: every artifact through the runtime's loader layer (edgexfer.runtime.open_artifact, from its
+   record in memory: no manifest round trip), one comparator (edgexfer.parity), gates per format;
+   tflite-int8 / openvino-int8 walk their fallback ladder (guardrail) when they miss the gate
 5. reports + manifest, then the atomic rename. The bundle holds every artifact that converted, each
    marked passed or failed (the runtime refuses failed ones unless asked); an artifact that failed never
    costs the user the others. `strict=True` raises ParityError after the bundle is written.
@@ -22,17 +23,19 @@ from typing import Any
 
 import numpy as np
 
-from edgexfer import __version__
 from edgexfer.errors import ParityError, UserError
 from edgexfer.export import bundle as _bundle
-from edgexfer.export.formats import FormatSpec, Gate, gates_for, resolve_formats
-from edgexfer.export.parity import ParityResult, compare, format_markdown, format_table
+from edgexfer.export import guardrail
+from edgexfer.export.check import check_parity, parity_text
+from edgexfer.export.context import DataFiles, ExportContext, ExportSettings
+from edgexfer.export.formats import FormatSpec, gates_for, resolve_formats
+from edgexfer.export.jobs import INT8_IO, ConverterOptions, Job
 from edgexfer.export.worker import Batch, raise_for, run_batches, run_chains
 from edgexfer.manifest import Manifest
+from edgexfer.parity import ParityResult, format_markdown, format_table, top1_accuracy
 from edgexfer.progress import Callback, Tracker
 from edgexfer.record import MODEL_FILE, RunRecord
 
-INT8_IO = ("int8", "uint8")
 FAMILY_ORDER = ("onnx", "tflite", "openvino")
 
 
@@ -57,24 +60,8 @@ class ExportResult:
         return format_table(self.parity, sizes)
 
 
-@dataclass
-class _Context:
-    record: RunRecord
-    run_dir: Path
-    root: Path  # the staging bundle
-    work: Path  # scratch: npy files, job files, logs
-    settings: dict[str, Any]
-    gates: dict[str, Gate]
-    name: str = ""
-    x_test: np.ndarray | None = None
-    y_test: np.ndarray | None = None
-    reference: np.ndarray | None = None
-    children: list[dict[str, Any]] = field(default_factory=list)
-    progress: Tracker = field(default_factory=Tracker)
-
-
-def export(run_dir: str | Path, out: str | Path, *, formats: Any = None, calibration_samples: int = 300,
-           int8_io: str = "int8", max_drop: float | None = None, strict: bool = False,
+def export(run_dir: str | Path, out: str | Path, *, formats: Any = None,
+           calibration_samples: int = ConverterOptions.calibration_samples, int8_io: str = ConverterOptions.int8_io, max_drop: float | None = None, strict: bool = False,
            force: bool = False, archive: bool = False, gates: dict[str, dict[str, Any]] | None = None,
            parity_samples: int | None = None, parallel: int | None = None,
            progress: Callback | None = None) -> ExportResult:
@@ -88,8 +75,8 @@ def export(run_dir: str | Path, out: str | Path, *, formats: Any = None, calibra
     if not pretrained:
         run_dir = Path(run_dir).resolve()
         record = open_run(run_dir)
-    settings.update(formats=[s.name for s in specs], gates={n: g.to_dict() for n, g in gate_map.items()},
-                    strict=bool(strict))
+    settings.formats, settings.strict = [s.name for s in specs], bool(strict)
+    settings.gates = {n: g.to_dict() for n, g in gate_map.items()}
     started = time.perf_counter()
     tracker = Tracker(progress, total=2 * len(specs) + 2 + bool(pretrained))
     with _bundle.Staging(out, force=force, archive=archive) as staging:
@@ -99,9 +86,9 @@ def export(run_dir: str | Path, out: str | Path, *, formats: Any = None, calibra
             tracker.step(f"{pretrained} built ({time.perf_counter() - started:.1f} s)")
         if record.training.get("label_source") == "reference":
             gate_map = gates_for(specs, gates, max_drop, labelled=False)
-            settings["gates"] = {n: g.to_dict() for n, g in gate_map.items()}
-        ctx = _Context(record, run_dir, staging.root, staging.work, settings, gate_map, staging.out.name,
-                       progress=tracker)
+            settings.gates = {n: g.to_dict() for n, g in gate_map.items()}
+        ctx = ExportContext(record, run_dir, staging.root, staging.work, settings, gate_map, staging.out.name,
+                            progress=tracker)
         manifest, results = _build(ctx, specs)
         zip_path = staging.commit(manifest)
     timings = {"total_seconds": round(time.perf_counter() - started, 2)}
@@ -141,14 +128,14 @@ def materialise_pretrained(source: str, work: Path) -> Path:
     from edgexfer.train.pretrained import pretrained_name
 
     run_dir = work / "pretrained-run"
-    job = {"name": "pretrained", "converter": "edgexfer.train.pretrained:materialise", "out_dir": str(run_dir),
-           "options": {"name": pretrained_name(source)}}
+    job = Job(name="pretrained", converter="edgexfer.train.pretrained:materialise", out_dir=str(run_dir),
+              args={"name": pretrained_name(source)})
     raise_for(source, run_batches([Batch("pretrained", [job], work)])["pretrained"])
     return run_dir
 
 
 def _validate(calibration_samples: int, int8_io: str, max_drop: float | None, parity_samples: int | None,
-              parallel: int) -> dict[str, Any]:
+              parallel: int | None) -> ExportSettings:
     if int8_io not in INT8_IO:
         raise UserError(f"Expected int8_io among {list(INT8_IO)}. Received: {int8_io!r}.")
     if not isinstance(calibration_samples, int) or calibration_samples < 1:
@@ -161,9 +148,9 @@ def _validate(calibration_samples: int, int8_io: str, max_drop: float | None, pa
         parallel = auto_parallel()
     if not isinstance(parallel, int) or parallel < 1:
         raise UserError(f"Expected parallel >= 1 or None (automatic). Received: {parallel!r}.")
-    return {"calibration_samples": calibration_samples, "int8_io": int8_io,
-            "max_drop": None if max_drop is None else float(max_drop), "parity_samples": parity_samples,
-            "parallel": parallel}
+    return ExportSettings(calibration_samples=calibration_samples, int8_io=int8_io,
+                          max_drop=None if max_drop is None else float(max_drop), parity_samples=parity_samples,
+                          parallel=parallel)
 
 
 def auto_parallel(min_free_gb: float = 8.0) -> int:
@@ -178,16 +165,14 @@ def auto_parallel(min_free_gb: float = 8.0) -> int:
     return 2 if (os.cpu_count() or 1) >= 2 and available_kb >= min_free_gb * 2**20 else 1
 
 
-def _build(ctx: _Context, specs: list[FormatSpec]) -> tuple[Manifest, dict[str, ParityResult]]:
-    from edgexfer.export import guardrail
-
-    paths = _prepare_data(ctx, specs)
+def _build(ctx: ExportContext, specs: list[FormatSpec]) -> tuple[Manifest, dict[str, ParityResult]]:
+    _prepare_data(ctx, specs)
     ctx.progress.step(_data_text(ctx))
-    outcomes = _convert(ctx, specs, paths)
+    outcomes = _convert(ctx, specs)
     raise_for("reference (Keras predictions for parity)", outcomes.pop("reference"))
     if not any(outcomes[s.name]["ok"] for s in specs):  # nothing to keep: the first child's own error
         raise_for(specs[0].name, outcomes[specs[0].name])
-    ctx.reference = np.load(paths["reference"])
+    ctx.reference = np.load(ctx.files.reference)
     if ctx.record.training.get("label_source") == "reference":  # no labelled test set (pretrained:NAME)
         ctx.y_test = ctx.reference.argmax(1)
     manifest = _bundle.make_manifest(ctx.name, ctx.record, {})
@@ -199,68 +184,49 @@ def _build(ctx: _Context, specs: list[FormatSpec]) -> tuple[Manifest, dict[str, 
             ctx.progress.add(-1)  # no parity check for it
             continue
         manifest.artifacts[spec.name] = _bundle.make_artifact(spec, outcome, ctx.root)
-    manifest.save(ctx.root)  # provisional: the runtime loads artifacts through the manifest
     for spec in specs:
-        if spec.name in manifest.artifacts:
-            results[spec.name] = check_parity(ctx, spec.name, spec, ctx.gates[spec.name])
-            ctx.progress.step(parity_text(spec.name, results[spec.name]), notable=not results[spec.name])
-            if not results[spec.name] and spec.ladder:
-                results[spec.name] = guardrail.walk_ladder(ctx, manifest, spec, results[spec.name], paths)
+        artifact = manifest.artifacts.get(spec.name)
+        if artifact is None:
+            continue
+        result = check_parity(ctx, artifact, spec, ctx.gates[spec.name])
+        ctx.progress.step(parity_text(spec.name, result), notable=not result)
+        if not result and spec.ladder:
+            result = guardrail.walk_ladder(ctx, manifest.artifacts, spec, result)
+        results[spec.name] = result
     _finish(ctx, manifest, results)
     return manifest, results
 
 
-def _prepare_data(ctx: _Context, specs: list[FormatSpec]) -> dict[str, str]:
+def _prepare_data(ctx: ExportContext, specs: list[FormatSpec]) -> None:
     """Held-out test images (parity) and calibration / validation images, saved for the children."""
     from edgexfer.export import data as _data
 
     size = tuple(int(v) for v in ctx.record.input_shape[:2])
-    ctx.x_test, ctx.y_test = _data.test_images(ctx.record, size, ctx.settings["parity_samples"])
-    paths = {"test": str(ctx.work / "test.npy"), "reference": str(ctx.work / "reference.npy")}
-    np.save(paths["test"], ctx.x_test)
+    ctx.x_test, ctx.y_test = _data.test_images(ctx.record, size, ctx.settings.parity_samples)
+    files = ctx.files = DataFiles(test=str(ctx.work / "test.npy"), reference=str(ctx.work / "reference.npy"))
+    np.save(files.test, ctx.x_test)
     if any(s.calibrated for s in specs):
-        factor = max(int(r.get("calibration_factor", 1)) for s in specs for r in ({},) + s.ladder)
-        pool = _data.calibration_images(ctx.record, size, ctx.settings["calibration_samples"] * factor)
-        paths["calibration"] = str(ctx.work / "calibration.npy")
-        np.save(paths["calibration"], pool)
-        ctx.settings["calibration_pool"] = int(len(pool))
+        factor = max(s.calibration_factor for s in specs)
+        pool = _data.calibration_images(ctx.record, size, ctx.settings.calibration_samples * factor)
+        files.calibration = str(ctx.work / "calibration.npy")
+        np.save(files.calibration, pool)
+        ctx.settings.calibration_pool = int(len(pool))
     labelled = ctx.record.training.get("label_source") != "reference"
     has_val = int((ctx.record.data.get("counts") or {}).get("val", 0) or 0) > 0  # k-shot runs have none
     if labelled and has_val and any(s.family == "openvino" and s.calibrated for s in specs):  # NNCF accuracy control
         x_val, y_val = _data.validation_images(ctx.record, size)
-        paths["validation"] = str(ctx.work / "validation.npz")
-        np.savez(paths["validation"], x=x_val, y=y_val)
-    return paths
+        files.validation = str(ctx.work / "validation.npz")
+        np.savez(files.validation, x=x_val, y=y_val)
 
 
-def make_job(ctx: _Context, spec: FormatSpec, paths: dict[str, str], name: str | None = None,
-             **options: Any) -> dict[str, Any]:
-    """The JSON job a conversion child runs for `spec` (optionally a named variant with extra options)."""
-    name = name or spec.name
-    settings = ctx.settings
-    record = ctx.record
-    return {
-        "name": name, "converter": spec.converter, "model": str(ctx.run_dir / MODEL_FILE),
-        "out_dir": str(ctx.root / name), "work_dir": str(ctx.work), "input_shape": [int(v) for v in record.input_shape],
-        "options": {**spec.options, "calibration_samples": settings["calibration_samples"],
-                    "int8_io": settings["int8_io"], "max_drop": settings["max_drop"], **options},
-        "calibration": paths.get("calibration") if spec.calibrated else None,
-        "validation": paths.get("validation") if spec.calibrated else None,
-        "source_onnx": str(ctx.root / "onnx" / "model.onnx") if spec.family == "openvino" else None,
-        "metadata": {"labels": list(record.labels), "preprocessing": dict(record.preprocessing),
-                     "input": {"shape": list(record.input_shape), "layout": "NHWC", "range": [0, 255]},
-                     "version": __version__},
-    }
-
-
-def _convert(ctx: _Context, specs: list[FormatSpec], paths: dict[str, str]) -> dict[str, dict[str, Any]]:
+def _convert(ctx: ExportContext, specs: list[FormatSpec]) -> dict[str, dict[str, Any]]:
     """One child per family. OpenVINO converts the ONNX file of this export when there is one, so it
     runs after the ONNX child in the same chain; the TFLite child runs beside that chain."""
-    reference = {"name": "reference", "converter": "edgexfer.export._keras:reference",
-                 "model": str(ctx.run_dir / MODEL_FILE), "out_dir": str(ctx.work), "input_shape": [],
-                 "options": {"images": paths["test"], "out": paths["reference"]}}
+    reference = Job(name="reference", converter="edgexfer.export._keras:reference",
+                    model=str(ctx.run_dir / MODEL_FILE), out_dir=str(ctx.work),
+                    args={"images": ctx.files.test, "out": ctx.files.reference})
     families = [f for f in FAMILY_ORDER if any(s.family == f for s in specs)]
-    jobs = {f: [make_job(ctx, s, paths) for s in specs if s.family == f] for f in families}
+    jobs = {f: [ctx.job(s) for s in specs if s.family == f] for f in families}
     jobs[families[0]].insert(0, reference)
     batches = {f: Batch(f, jobs[f], ctx.work) for f in families}
     chains = [[batches[f]] for f in families if f not in ("onnx", "openvino")]
@@ -270,9 +236,9 @@ def _convert(ctx: _Context, specs: list[FormatSpec], paths: dict[str, str]) -> d
     else:
         chains += [[b] for b in onnx_chain]
     with _ConversionWatch(list(batches.values()), ctx.progress) as watch:
-        outcomes = run_chains(chains, ctx.settings["parallel"])
+        outcomes = run_chains(chains, ctx.settings.parallel)
         watch.finish(outcomes)
-    ctx.children += [b.stats for b in batches.values()]
+    ctx.settings.children += [b.stats for b in batches.values()]
     return outcomes
 
 
@@ -324,57 +290,23 @@ class _ConversionWatch:
                 self.progress.step(f"{name} conversion FAILED: {first}", notable=True)
 
 
-def _data_text(ctx: _Context) -> str:
-    calibration = ctx.settings.get("calibration_pool")
+def _data_text(ctx: ExportContext) -> str:
+    calibration = ctx.settings.calibration_pool
     extra = f", {calibration} calibration images" if calibration else ""
     return f"held-out data ready: {len(ctx.x_test)} test images{extra}"
 
 
-def parity_text(name: str, result: ParityResult) -> str:
-    """One line for a parity check: the verdict and the numbers a person looks at first."""
-    m = result.metrics
-    if not m:
-        return f"{name} parity FAIL: {'; '.join(result.failures)[:200]}"
-    numbers = f"max|diff| {m['max_abs_diff']:.2e}, agreement {m['agreement']:.2f}%, drop {m['accuracy_drop']:+.2f} pts"
-    if result:
-        return f"{name} parity PASS ({numbers})"
-    return f"{name} parity FAIL ({numbers}): {'; '.join(result.failures)[:200]}"
+def _conversion_failure(ctx: ExportContext, spec: FormatSpec, outcome: dict[str, Any]) -> ParityResult:
+    ctx.settings.failed_conversions[spec.name] = outcome["error"]
+    return ParityResult.failed(ctx.gates[spec.name], f"conversion failed: {outcome['error']}")
 
 
-def _conversion_failure(ctx: _Context, spec: FormatSpec, outcome: dict[str, Any]) -> ParityResult:
-    ctx.settings.setdefault("failed_conversions", {})[spec.name] = outcome["error"]
-    return ParityResult(metrics={}, gate=ctx.gates[spec.name].to_dict(), passed=False,
-                        failures=[f"conversion failed: {outcome['error']}"])
-
-
-def predict(root: Path, name: str, spec: FormatSpec, x: np.ndarray) -> np.ndarray:
-    """Run one artifact of a (staging) bundle through the runtime: the only inference path."""
-    from edgexfer.runtime import load
-
-    model = load(root, format=name, backend=spec.backend, device="cpu", verify=False, allow_failed=True,
-                 options=dict(spec.parity_options) or None)
-    try:
-        return np.asarray(model.predict(x), dtype=np.float32)
-    finally:
-        model.close()
-
-
-def check_parity(ctx: _Context, name: str, spec: FormatSpec, gate: Gate) -> ParityResult:
-    try:
-        probs = predict(ctx.root, name, spec, ctx.x_test)
-    except Exception as exc:  # an artifact the runtime cannot run fails its parity, with the reason
-        return ParityResult(metrics={}, gate=gate.to_dict(), passed=False,
-                            failures=[f"runtime could not run it: {type(exc).__name__}: {exc}"])
-    return compare(ctx.reference, probs, ctx.y_test, gate)
-
-
-def _finish(ctx: _Context, manifest: Manifest, results: dict[str, ParityResult]) -> None:
+def _finish(ctx: ExportContext, manifest: Manifest, results: dict[str, ParityResult]) -> None:
     for name, artifact in manifest.artifacts.items():
-        artifact.parity = results[name].to_dict()
+        artifact.parity = results[name]
         artifact.status = "passed" if results[name] else "failed"
-    ref_acc = float(100.0 * np.mean(ctx.reference.argmax(1) == ctx.y_test))
-    ctx.settings["children"] = ctx.children
-    manifest.provenance = _bundle.provenance(ctx.record, ctx.run_dir, ctx.settings)
+    ref_acc = 100.0 * top1_accuracy(ctx.reference, ctx.y_test)
+    manifest.provenance = _bundle.provenance(ctx.record, ctx.run_dir, ctx.settings.to_dict())
     manifest.provenance["parity_reference"] = {"model": "keras float32", "split": "test",
                                                "n": int(len(ctx.y_test)), "accuracy": ref_acc,
                                                "labels": ctx.record.training.get("label_source", "data")}

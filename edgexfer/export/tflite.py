@@ -34,19 +34,20 @@ import numpy as np
 from edgexfer._deps import require
 from edgexfer.errors import ConversionError
 from edgexfer.export import tflite_metadata
+from edgexfer.export.jobs import Job
 from edgexfer.export._keras import INPUT_NAME, OUTPUT_NAME, calibration_images, saved_model
 
 _INTEGER = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16}
 
 
-def convert(job: dict[str, Any]) -> dict[str, Any]:
-    """Keras model -> out_dir/model.tflite according to job['options'] (quantize, int8_io, rung)."""
+def convert(job: Job) -> dict[str, Any]:
+    """Keras model -> out_dir/model.tflite according to job.options (quantize, int8_io, rung)."""
     tf = require("tensorflow", purpose="TFLite export")
-    opts = job["options"]
-    source = saved_model(job["model"], tuple(job["input_shape"]), job["work_dir"])
+    opts = job.options
+    source = saved_model(job.model, job.input_shape, job.work_dir)
     converter = tf.lite.TFLiteConverter.from_saved_model(source)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    quantize = opts.get("quantize", "none")
+    quantize = opts.quantize
     if quantize == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
@@ -55,11 +56,11 @@ def convert(job: dict[str, Any]) -> dict[str, Any]:
         content = _convert_int8(tf, converter, job, details)
     else:
         content = _run(converter)
-    content = _with_metadata(content, job["metadata"], details)
-    path = Path(job["out_dir"]) / "model.tflite"
+    content = _with_metadata(content, job.metadata, details)
+    path = Path(job.out_dir) / "model.tflite"
     path.write_bytes(content)
     result = {"files": [path.name], "details": details}
-    result.update(_inspect(content, quantize, opts, details))
+    result.update(_inspect(content, quantize, details))
     return result
 
 
@@ -105,13 +106,12 @@ def _output_difference(original: bytes, populated: bytes) -> float:
     return float(np.max(np.abs(outputs[0] - outputs[1])))  # NaN where only one of them is NaN
 
 
-def _convert_int8(tf: Any, converter: Any, job: dict[str, Any], details: dict[str, Any]) -> bytes:
+def _convert_int8(tf: Any, converter: Any, job: Job, details: dict[str, Any]) -> bytes:
     """Full integer quantization with the variant options of a ladder rung (default: rung 0)."""
-    opts = job["options"]
-    n = int(opts.get("calibration_samples", 300)) * int(opts.get("calibration_factor", 1))
-    images = pin_input_range(calibration_images(job, n))
-    mode = opts.get("mode", "int8")
-    io_type = "int16" if mode == "16x8" else opts.get("int8_io", "int8")
+    opts = job.options
+    images = pin_input_range(calibration_images(job, opts.calibration_count))
+    mode = opts.mode
+    io_type = "int16" if mode == "16x8" else opts.int8_io
 
     def representative():
         for i in range(len(images)):
@@ -123,14 +123,14 @@ def _convert_int8(tf: Any, converter: Any, job: dict[str, Any], details: dict[st
            else tf.lite.OpsSet.TFLITE_BUILTINS_INT8)
     converter.target_spec.supported_ops = [ops]
     converter.inference_input_type = converter.inference_output_type = getattr(tf, io_type)
-    if not opts.get("per_channel", True):
+    if not opts.per_channel:
         converter._experimental_disable_per_channel = True
-    details.update({"rung": opts.get("rung", "default"), "calibration_images": len(images), "mode": mode,
-                    "per_channel": bool(opts.get("per_channel", True)), "io_dtype": io_type,
+    details.update({"rung": opts.rung, "calibration_images": len(images), "mode": mode,
+                    "per_channel": opts.per_channel, "io_dtype": io_type,
                     "input_range": [0, 255],
                     "supported_ops": [ops.name]})
-    if opts.get("denylist_fraction"):
-        return _convert_denylisted(tf, converter, representative, float(opts["denylist_fraction"]), details)
+    if opts.denylist_fraction:
+        return _convert_denylisted(tf, converter, representative, opts.denylist_fraction, details)
     return _run(converter)
 
 
@@ -187,7 +187,7 @@ def _worst_layers(csv_text: str, fraction: float) -> list[str]:
     return [r["tensor_name"] for r in scored[:keep]]
 
 
-def _inspect(content: bytes, quantize: str, opts: dict[str, Any], details: dict[str, Any]) -> dict[str, Any]:
+def _inspect(content: bytes, quantize: str, details: dict[str, Any]) -> dict[str, Any]:
     """Read the model back with LiteRT: assert integer I/O for int8, quant params, float ops left."""
     from ai_edge_litert.interpreter import Interpreter
 

@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from edgexfer.errors import ConversionError, EdgexferError
+from edgexfer.export.jobs import Job
 
 LOG_TAIL_LINES = 15
 
 
 # -- child side ---------------------------------------------------------------------------------------
-def _call(entry: str, job: dict[str, Any]) -> dict[str, Any]:
+def _call(entry: str, job: Job) -> dict[str, Any]:
     module, _, func = entry.partition(":")
     started = time.perf_counter()
     result = getattr(importlib.import_module(module), func)(job)
@@ -36,21 +37,21 @@ def _call(entry: str, job: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def run_jobs(jobs: list[dict[str, Any]], results_path: Path) -> int:
+def run_jobs(jobs: list[Job], results_path: Path) -> int:
     results: dict[str, Any] = {"jobs": {}, "pid": os.getpid()}
     started = time.perf_counter()
     failed = 0
     for job in jobs:
-        Path(job.get("out_dir") or ".").mkdir(parents=True, exist_ok=True)
+        Path(job.out_dir or ".").mkdir(parents=True, exist_ok=True)
         try:
-            outcome = {"ok": True, **_call(job["converter"], job)}
+            outcome = {"ok": True, **_call(job.converter, job)}
         except Exception as exc:  # reported to the parent, which decides what a failure means
             failed += 1
             kind = type(exc).__name__ if isinstance(exc, EdgexferError) else "ConversionError"
             traceback.print_exc()
             outcome = {"ok": False, "error_type": kind, "error": f"{type(exc).__name__}: {exc}",
                        "deliberate": isinstance(exc, EdgexferError)}  # a clear message: no log tail needed
-        results["jobs"][job["name"]] = outcome
+        results["jobs"][job.name] = outcome
         results["seconds"] = round(time.perf_counter() - started, 3)
         results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         _write_json(results_path, results)
@@ -87,14 +88,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     die_with_parent()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return run_jobs(json.loads(Path(args[0]).read_text()), Path(args[1]))
+    return run_jobs([Job.from_wire(j) for j in json.loads(Path(args[0]).read_text())], Path(args[1]))
 
 
 # -- parent side --------------------------------------------------------------------------------------
 class Batch:
     """One subprocess running a list of jobs; `start()` then `wait()` -> {job name: outcome}."""
 
-    def __init__(self, name: str, jobs: list[dict[str, Any]], work_dir: Path, timeout: float | None = None):
+    def __init__(self, name: str, jobs: list[Job], work_dir: Path, timeout: float | None = None):
         self.name, self.jobs, self.timeout = name, jobs, timeout
         self.jobs_path = work_dir / f"{name}.jobs.json"
         self.results_path = work_dir / f"{name}.results.json"
@@ -103,7 +104,7 @@ class Batch:
         self.stats: dict[str, Any] = {}
 
     def start(self) -> "Batch":
-        _write_json(self.jobs_path, self.jobs)
+        _write_json(self.jobs_path, [j.to_wire() for j in self.jobs])
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
         self._log = open(self.log_path, "wb")
         self._started = time.perf_counter()
@@ -124,8 +125,8 @@ class Batch:
             self._log.close()
         results = json.loads(self.results_path.read_text()) if self.results_path.is_file() else {"jobs": {}}
         self.stats = {"seconds": round(time.perf_counter() - self._started, 2), "exit_code": code,
-                      "peak_rss_mb": results.get("peak_rss_mb"), "jobs": [j["name"] for j in self.jobs]}
-        missing = [j["name"] for j in self.jobs if j["name"] not in results["jobs"]]
+                      "peak_rss_mb": results.get("peak_rss_mb"), "jobs": [j.name for j in self.jobs]}
+        missing = [j.name for j in self.jobs if j.name not in results["jobs"]]
         for name in missing:  # the child died (signal, OOM kill) before reporting these jobs
             results["jobs"][name] = {"ok": False, "error_type": "ConversionError",
                                      "error": f"the conversion process exited with code {code}\n{self.log_tail()}"}

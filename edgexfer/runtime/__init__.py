@@ -52,7 +52,7 @@ from edgexfer.runtime.backends.base import Runner
 from edgexfer.runtime.model import ImageFailure, Model
 from edgexfer.runtime.source import FAMILY_BY_SUFFIX, Source, open_source
 
-__all__ = ["load", "Model", "ImageFailure", "backends", "list_backends"]
+__all__ = ["load", "open_artifact", "Model", "ImageFailure", "backends", "list_backends"]
 
 list_backends = backends.list_backends
 _OV_PRECISION_NAMES = {"bf16": "bf16", "f16": "fp16", "fp16": "fp16", "f32": "fp32", "fp32": "fp32"}
@@ -88,6 +88,20 @@ def load(path: str | os.PathLike, *, format: str | None = None, backend: str = "
     if choice.rule == "cuda" and runner.device != "cuda" and device == "auto":
         runner, choice = _cpu_instead(source, runner, choice, options, settings, allow_failed, verify)
     return _model(runner, source.manifest, choice.artifact, choice.rule, options)
+
+
+def open_artifact(root: str | os.PathLike, artifact: Artifact, *, labels: list[str], input_spec: InputSpec,
+                  backend: str = "auto", device: str = "cpu", threads: int | None = None, verify: bool = True,
+                  options: dict[str, Any] | None = None) -> Model:
+    """Open one artifact described in memory (its files under `root`), whatever its parity status and with
+    no manifest.json read: how export checks parity on the artifacts it is still building. Its files are
+    confined to `root` exactly as `load` confines a bundle's."""
+    root = Path(root)
+    main_file = checked_files(root, artifact, verify)
+    chosen = select.resolve_backend(artifact.format, backend, device)
+    runner = _open(main_file, chosen, dict(options or {}), dict(device=device, threads=threads, fallback=False))
+    manifest = Manifest(name=root.name, labels=list(labels), input=input_spec, preprocessing={})
+    return _model(runner, manifest, artifact, "artifact", dict(options or {}))
 
 
 def _cpu_instead(source: Source, runner: Runner, choice: select.Choice, options: dict[str, Any],
@@ -134,8 +148,7 @@ def checked_files(root: Path, artifact: Artifact, verify: bool) -> Path:
 
 def _open(model_file: Any, backend: str, options: dict[str, Any], settings: dict[str, Any]) -> Runner:
     options = {k: v for k, v in options.items() if k != "tuning_batch"}
-    backends.require_available(backend)
-    return backends.get(backend)(model_file, options=options, **settings).activate()
+    return backends.open_runner(backend, model_file, options=options, **settings)
 
 
 def _model(runner: Runner, manifest: Manifest | None, artifact: Artifact | None, rule: str,

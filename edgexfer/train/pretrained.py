@@ -42,11 +42,11 @@ def list_pretrained() -> list[str]:
     return [PRETRAINED_PREFIX + n for n in _VARIANTS]
 
 
-def materialise(job: dict[str, Any]) -> dict[str, Any]:
-    """Conversion-child entry point: write model.keras and run.json for job['options']['name'] into
-    job['out_dir'] (the run directory export then reads like any other)."""
-    name = job["options"]["name"]
-    run_dir = Path(job["out_dir"])
+def materialise(job: Any) -> dict[str, Any]:
+    """Conversion-child entry point (an edgexfer.export.jobs.Job): write model.keras and run.json for
+    job.args['name'] into job.out_dir (the run directory export then reads like any other)."""
+    name = job.args["name"]
+    run_dir = Path(job.out_dir)
     model, labels, backbone = _classifier(name)
     from edgexfer.record import MODEL_FILE
 
@@ -69,7 +69,7 @@ def _classifier(name: str) -> tuple[Any, list[str], dict[str, Any]]:
 
 
 def _record(name: str, labels: list[str], backbone: dict[str, Any], input_shape: list[int]) -> Any:
-    from edgexfer import __version__
+    from edgexfer._version import __version__
     from edgexfer.data import open_dataset
     from edgexfer.record import RunRecord
 

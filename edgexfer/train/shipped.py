@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from edgexfer.train.backbones import register
+from edgexfer.train.registry import register
 
 DIGITS_BACKBONE = "digits_mnv3s"
 SHIPPED_DIR = "digits_mnv3s"
@@ -30,9 +30,7 @@ def models_dir() -> Path:
     env = os.environ.get(MODELS_ENV)
     if env:
         return Path(env).expanduser()
-    import edgexfer
-
-    package = Path(edgexfer.__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # the edgexfer package folder
     installed = package / "_models"
     return installed if installed.is_dir() else package.parent / "models"
 

@@ -13,8 +13,10 @@ from edgexfer.manifest import InputSpec, Manifest
 
 
 def test_failed_job_becomes_conversion_error_with_log_tail(tmp_path):
-    jobs = [{"name": "bad", "converter": "json:loads", "out_dir": str(tmp_path / "bad")},  # raises TypeError
-            {"name": "dies", "converter": "builtins:exit", "out_dir": str(tmp_path / "dies")}]
+    from edgexfer.export.jobs import Job
+
+    jobs = [Job("bad", "json:loads", str(tmp_path / "bad")),  # raises TypeError
+            Job("dies", "builtins:exit", str(tmp_path / "dies"))]
     outcomes = run_batches([Batch("t", jobs, tmp_path)])
     assert not outcomes["bad"]["ok"] and not outcomes["dies"]["ok"]
     with pytest.raises(ConversionError, match="'bad' failed") as info:
@@ -63,12 +65,12 @@ def test_existing_bundle_needs_force(tmp_path):
 
 
 def test_ladder_keeps_the_best_passing_variant():
-    from edgexfer.export.formats import Gate
-    from edgexfer.export.guardrail import _choose, _rung_options
-    from edgexfer.export.parity import ParityResult
+    from edgexfer.export.formats import OPENVINO_INT8_LADDER
+    from edgexfer.export.guardrail import _choose, _rung_changes
+    from edgexfer.parity import Gate, ParityResult
 
     def res(acc, passed, worst_drop=5.0):
-        return ParityResult({"accuracy": acc, "accuracy_drop_ci": [-1.0, worst_drop]}, {}, passed)
+        return ParityResult({"accuracy": acc, "accuracy_drop_ci": [-1.0, worst_drop]}, Gate(), passed)
 
     default, low, high, failed_best = res(70, False), res(75, True), res(78, True), res(90, False)
     cands = [("default", default, None), ("a", low, "A"), ("b", high, "B"), ("c", failed_best, "C")]
@@ -77,5 +79,6 @@ def test_ladder_keeps_the_best_passing_variant():
     assert _choose([("default", res(70, True), None), ("a", res(70, True), "A")])[0] == "default"  # tie: earlier
     # among passing variants the gate's own evidence decides: the lowest upper bound of the drop
     assert _choose([("a", res(78, True, 2.5), "A"), ("b", res(75, True, 1.5), "B")])[0] == "b"
-    opts = _rung_options({"rung": "accuracy-control", "accuracy_control": True}, Gate(max_acc_drop=0.5))
-    assert opts == {"rung": "accuracy-control", "max_drop": 0.25}  # aims inside the gate (see _rung_options)
+    control = next(step for step in OPENVINO_INT8_LADDER if step.accuracy_control)
+    assert _rung_changes(control, Gate(max_acc_drop=0.5)) == {"max_drop": 0.25}  # aims inside the gate
+    assert _rung_changes(OPENVINO_INT8_LADDER[0], Gate(max_acc_drop=0.5)) == {}

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from edgexfer.errors import UserError
-from edgexfer.export.formats import FP16_GATE, FP32_GATE, INT8_GATE, Gate
-from edgexfer.export.parity import compare, format_markdown, format_table, parity_metrics
+from edgexfer.export.formats import FP16_GATE, FP32_GATE, INT8_GATE
+from edgexfer.parity import Gate, compare, format_markdown, format_table, parity_metrics
 
 
 def _probs(n=200, classes=10, seed=0):
@@ -92,7 +92,7 @@ def test_gains_offset_losses():
 
 def test_paired_interval_properties():
     """Contains the estimate, mirrors when b and c swap, narrows with concordance, ~Wald for large n."""
-    from edgexfer.export.parity import paired_difference_interval, z_value
+    from edgexfer.parity import paired_difference_interval, z_value
 
     z = z_value(0.95)
     lo, hi = paired_difference_interval(80, 10, 4, 6, z)
@@ -110,7 +110,7 @@ def test_paired_interval_properties():
 
 
 def test_wilson_interval_edges():
-    from edgexfer.export.parity import wilson_interval
+    from edgexfer.parity import wilson_interval
 
     lo, hi = wilson_interval(0, 27, 1.96)
     assert lo == pytest.approx(0.0, abs=1e-12) and 0.1 < hi < 0.14

@@ -74,9 +74,9 @@ def test_adapt_refuses_too_few_images_and_models_without_batchnorm():
 
 
 def test_train_with_adapt_bn_and_few_labels_records_both(tmp_path):
-    from edgexfer.train.testing import tiny_run
+    from tests.factory import trained_run
 
-    run_dir = tiny_run(tmp_path / "run", labels_per_class=2, adapt_bn=True, val_fraction=0.0)
+    run_dir = trained_run(tmp_path / "run", labels_per_class=2, adapt_bn=True, val_fraction=0.0)
     record = json.loads((run_dir / "run.json").read_text())
     adapt = record["training"]["adapt_bn"]
     assert adapt["method"] == "AdaBN" and adapt["batchnorm_layers"] > 10
@@ -87,7 +87,7 @@ def test_train_with_adapt_bn_and_few_labels_records_both(tmp_path):
     from edgexfer.export import export  # an adapted model exports like any other, parity included
 
     result = export(run_dir, tmp_path / "bundle", formats=["tflite"], parity_samples=50)
-    assert result.ok and result.manifest.artifacts["tflite"].parity["passed"]
+    assert result.ok and result.manifest.artifacts["tflite"].parity.passed
 
 
 def test_cli_unlabeled_without_adapt_bn_is_a_user_error(tmp_path):

@@ -12,6 +12,10 @@
   drops that line (and passes any real engine message on), so `edgexfer predict --json` prints only JSON.
 
 Options: `max_cached_batch_sizes` (int, default 4): interpreters kept per thread, one per batch size.
+
+`LiteRTLoader` checks the model (a file or its bytes) and makes an `InterpreterFactory`, the engine object:
+LiteRT needs one interpreter per thread and batch size, so what the loader hands over is how to make them.
+`LiteRTRunner` runs them.
 """
 from __future__ import annotations
 
@@ -24,8 +28,8 @@ import numpy as np
 
 from edgexfer.enginelog import engine_stderr
 from edgexfer.errors import MissingDependencyError
-from edgexfer.runtime.backends import register
-from edgexfer.runtime.backends.base import Runner, TensorInfo, quant_from
+from edgexfer.runtime.backends.base import Engine, Loader, Runner, TensorInfo, quant_from
+from edgexfer.runtime.backends.registry import register
 
 
 def interpreter_class() -> Any:
@@ -42,6 +46,34 @@ def interpreter_class() -> Any:
     return Interpreter
 
 
+class InterpreterFactory:
+    """Makes interpreters of one model (from its file or bytes) with a fixed thread count."""
+
+    def __init__(self, loader: "LiteRTLoader", cls: Any, num_threads: int) -> None:
+        self.loader, self.cls, self.num_threads = loader, cls, num_threads
+        self.probe: Any = None  # the first interpreter made (read for the tensor details)
+
+    def __call__(self) -> Any:
+        source = self.loader.source
+        model = {"model_content": source.content} if source.content is not None else {"model_path": str(source.path)}
+        try:
+            with engine_stderr():
+                return self.cls(**model, num_threads=self.num_threads)
+        except (ValueError, RuntimeError) as exc:  # "Could not open", "model identifier" on bad files
+            raise self.loader.corrupt(exc) from exc
+
+
+class LiteRTLoader(Loader):
+    """A .tflite model (file or bytes) -> an InterpreterFactory (checked by making one interpreter)."""
+
+    def _load(self) -> Engine:
+        cls = interpreter_class()
+        self.check_device_name()  # "auto"/"cpu", or DeviceError (or the CPU with fallback=True)
+        factory = InterpreterFactory(self, cls, self.thread_count())
+        factory.probe = factory()
+        return Engine(factory, "cpu", {"num_threads": factory.num_threads, "engine": cls.__module__})
+
+
 @register
 class LiteRTRunner(Runner):
     name = "litert"
@@ -50,28 +82,18 @@ class LiteRTRunner(Runner):
     extra = "cpu"
     devices = ("cpu",)
     default_batch = 32
+    loader = LiteRTLoader
 
     def _activate_impl(self) -> None:
-        self._interpreter_cls = interpreter_class()
-        self._check_device_name()  # "auto"/"cpu", or DeviceError (or the CPU with fallback=True)
-        self.device = "cpu"
-        self._num_threads = self._thread_count()
+        self._new_interpreter: InterpreterFactory = self._load().handle
         self._cache_size = int(self.options.get("max_cached_batch_sizes", 4))
         self._local = threading.local()
-        probe = self._new_interpreter()
+        probe = self._new_interpreter.probe
         inp, out = probe.get_input_details()[0], probe.get_output_details()[0]
         self._input_index, self._output_index = inp["index"], out["index"]
         self.input = _tensor(inp)
         self.output = _tensor(out)
         self._base_shape = [int(d) for d in inp["shape"]]
-        self.details = {"num_threads": self._num_threads, "engine": self._interpreter_cls.__module__}
-
-    def _new_interpreter(self) -> Any:
-        try:
-            with engine_stderr():
-                return self._interpreter_cls(model_path=str(self.path), num_threads=self._num_threads)
-        except (ValueError, RuntimeError) as exc:  # "Could not open", "model identifier" on bad files
-            raise self._corrupt(exc) from exc
 
     def _interpreter_for(self, n: int) -> Any:
         """This thread's interpreter allocated for batch size n (created and cached on first use)."""

@@ -11,7 +11,8 @@ call `ort.preload_dlls()`, create the session with the engine's logging turned d
 `session.get_providers()[0]`; a GPU that was asked for and is not really used raises DeviceError (or warns
 once with fallback=True).
 
-One session is shared by all threads (`InferenceSession.run` is thread-safe).
+`OnnxSessionLoader` makes the session (from a file or the model's bytes) on the device asked for;
+`OnnxRuntimeRunner` runs it. One session is shared by all threads (`InferenceSession.run` is thread-safe).
 
 Options: `graph_optimization_level` ("disable" | "basic" | "extended" | "all", default "all"),
 `session_config` (dict of session config entries), `cuda_options` / `tensorrt_options` (provider option
@@ -27,8 +28,8 @@ import numpy as np
 
 from edgexfer._deps import require
 from edgexfer.errors import UserError
-from edgexfer.runtime.backends import register
-from edgexfer.runtime.backends.base import Runner, TensorInfo, warn_once
+from edgexfer.runtime.backends.base import Engine, Loader, Runner, TensorInfo, warn_once
+from edgexfer.runtime.backends.registry import register
 
 CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8,
@@ -47,20 +48,14 @@ def cuda_listed() -> bool:
     return CUDA in import_ort().get_available_providers()
 
 
-@register
-class OnnxRuntimeRunner(Runner):
-    name = "onnxruntime"
-    families = ("onnx",)
-    engine_modules = ("onnxruntime",)
-    extra = "cpu"
-    devices = ("cpu", "cuda", "tensorrt")
-    default_batch = 32
+class OnnxSessionLoader(Loader):
+    """An ONNX model (file or bytes) -> an onnxruntime InferenceSession on the CPU, CUDA or TensorRT EP."""
 
-    def _activate_impl(self) -> None:
+    def _load(self) -> Engine:
         ort = import_ort()
-        device = self._check_device_name()
-        self.session, self.device = self._open(ort, device)
-        self._describe(self.session)
+        session, device = self._open(ort, self.check_device_name())
+        details = {"providers": session.get_providers(), "intra_op_threads": self.threads or "default"}
+        return Engine(session, device, details)
 
     # -- session creation ------------------------------------------------------------------------
     def _open(self, ort: Any, device: str) -> tuple[Any, str]:
@@ -71,7 +66,7 @@ class OnnxRuntimeRunner(Runner):
         if CUDA not in ort.get_available_providers():
             if quiet:
                 return self._session(ort, [CPU]), "cpu"
-            device = self._device_unavailable(
+            device = self.device_unavailable(
                 f"device={self.requested_device!r} needs onnxruntime's CUDAExecutionProvider, which this "
                 f"onnxruntime does not provide (available: {ort.get_available_providers()}). "
                 "Install it with: pip install 'edgexfer[gpu]' (in an environment without plain onnxruntime)."
@@ -93,7 +88,7 @@ class OnnxRuntimeRunner(Runner):
         if quiet:
             warn_once(reason + " Running on the CPU.")
             return session, "cpu"
-        device = self._device_unavailable(reason)
+        device = self.device_unavailable(reason)
         return self._session(ort, [CPU]), device
 
     def _gpu_providers(self, wanted: str) -> list[tuple[str, dict[str, Any]]]:
@@ -115,9 +110,25 @@ class OnnxRuntimeRunner(Runner):
         for key, value in dict(self.options.get("session_config", {})).items():
             so.add_session_config_entry(str(key), str(value))
         try:
-            return ort.InferenceSession(str(self.path), sess_options=so, providers=providers)
+            model = self.source.content if self.source.content is not None else str(self.source.path)
+            return ort.InferenceSession(model, sess_options=so, providers=providers)
         except Exception as exc:  # onnxruntime's pybind errors (InvalidProtobuf, Fail...) derive from Exception
-            raise self._corrupt(exc) from exc
+            raise self.corrupt(exc) from exc
+
+
+@register
+class OnnxRuntimeRunner(Runner):
+    name = "onnxruntime"
+    families = ("onnx",)
+    engine_modules = ("onnxruntime",)
+    extra = "cpu"
+    devices = ("cpu", "cuda", "tensorrt")
+    default_batch = 32
+    loader = OnnxSessionLoader
+
+    def _activate_impl(self) -> None:
+        self.session = self._load().handle
+        self._describe(self.session)
 
     def _describe(self, session: Any) -> None:
         inp, out = session.get_inputs()[0], session.get_outputs()[0]
@@ -125,7 +136,6 @@ class OnnxRuntimeRunner(Runner):
         self.output = TensorInfo(out.name, _dims(out.shape), np.dtype(_DTYPES.get(out.type, np.float32)))
         self.fixed_batch = self.input.shape[0] if self.input.shape else None
         self._outputs = [out.name]
-        self.details = {"providers": session.get_providers(), "intra_op_threads": self.threads or "default"}
 
     # -- inference ----------------------------------------------------------------------------------
     def _infer_impl(self, batch: np.ndarray) -> np.ndarray:

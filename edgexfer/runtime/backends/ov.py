@@ -20,6 +20,10 @@ with that batch fixed (kept for the `static_batches` most recent sizes, default 
 first call at a new batch size pays that compile; the dynamic compile serves the rest.
 
 Other options: `config` (dict passed to compile_model), `throughput_batch` (int), `static_batches` (int).
+
+`OpenVinoLoader` reads the model (a file, or the .xml bytes plus the .bin weights), makes its batch dynamic,
+settles the device and compiles the LATENCY model: its engine object is an `OpenVinoModel`, which compiles
+further variants (THROUGHPUT, static batches) with the same device and config. `OpenVinoRunner` runs it.
 """
 from __future__ import annotations
 
@@ -32,12 +36,86 @@ import numpy as np
 
 from edgexfer._deps import require
 from edgexfer.errors import UserError
-from edgexfer.runtime.backends import register
-from edgexfer.runtime.backends.base import Runner, TensorInfo
+from edgexfer.runtime.backends.base import Engine, Loader, Runner, TensorInfo
+from edgexfer.runtime.backends.registry import register
 
 _DEVICES = {"auto": "CPU", "cpu": "CPU", "gpu": "GPU", "npu": "NPU"}
 _VIRTUAL = ("AUTO", "MULTI", "HETERO", "BATCH")
 _PRECISIONS = {"f32": "f32", "fp32": "f32", "bf16": "bf16", "f16": "f16", "fp16": "f16"}
+
+
+class OpenVinoModel:
+    """The engine object: the read (dynamic-batch) model on its device, and how to compile it."""
+
+    def __init__(self, loader: "OpenVinoLoader", ov: Any, core: Any, model: Any, ov_device: str) -> None:
+        self.loader, self.ov, self.core, self.model, self.ov_device = loader, ov, core, model, ov_device
+        self.device: str = "cpu" if ov_device == "CPU" else ov_device.lower()
+        self.latency: Any = None  # the LATENCY compile, made by the loader
+
+    def config(self, hint: str) -> dict[str, Any]:
+        options, threads = self.loader.options, self.loader.threads
+        config: dict[str, Any] = {"PERFORMANCE_HINT": hint}
+        precision = _precision(options.get("inference_precision"), self.ov_device)
+        if precision:
+            config["INFERENCE_PRECISION_HINT"] = precision
+        if threads and self.ov_device == "CPU":
+            config["INFERENCE_NUM_THREADS"] = threads
+        config.update(options.get("config", {}))
+        return config
+
+    def compile(self, hint: str, model: Any = None) -> Any:
+        model = self.model if model is None else model
+        try:
+            return self.core.compile_model(model, self.ov_device, self.config(hint))
+        except Exception as exc:  # a device plugin that fails to start, or weights (.bin) that do not load
+            if self.ov_device == "CPU":
+                raise self.loader.corrupt(exc) from exc
+            self.device = self.loader.device_unavailable(f"OpenVINO could not compile for {self.ov_device}: {exc}")
+            self.ov_device = "CPU"
+            return self.core.compile_model(model, "CPU", self.config(hint))
+
+
+class OpenVinoLoader(Loader):
+    """An OpenVINO IR or ONNX model (file or bytes) -> an OpenVinoModel with its LATENCY compile."""
+
+    def _load(self) -> Engine:
+        ov = require("openvino", purpose="the openvino backend", extra="cpu")
+        core = ov.Core()
+        ov_device, device = self._resolve_device(core)
+        try:
+            model = self._read(ov, core)
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses for unreadable IR/ONNX
+            raise self.corrupt(exc) from exc
+        model, fixed = _dynamic_batch(ov, model)
+        engine = OpenVinoModel(self, ov, core, model, ov_device)
+        if device is not None:
+            engine.device = device
+        latency = engine.compile("LATENCY")
+        details = {"ov_device": engine.ov_device, "threads": self.threads or "default",
+                   "inference_precision": _type_name(latency.get_property("INFERENCE_PRECISION_HINT")),
+                   "execution_devices": list(latency.get_property("EXECUTION_DEVICES"))}
+        engine.latency = latency
+        return Engine(engine, engine.device, details, fixed)
+
+    def _read(self, ov: Any, core: Any) -> Any:
+        """From the file, or from bytes (an .xml with its .bin weights, or an ONNX model)."""
+        source = self.source
+        if source.content is None:
+            return core.read_model(str(source.path))
+        return core.read_model(source.content, source.weights or b"")
+
+    def _resolve_device(self, core: Any) -> tuple[str, str | None]:
+        """The OpenVINO device string, and the edgexfer device name when a fallback already decided it."""
+        requested = str(self.requested_device)
+        ov_device = requested if requested.isupper() else _DEVICES.get(requested.lower())
+        if ov_device is None:
+            return _DEVICES[self.check_device_name()], None  # raises DeviceError or falls back to "cpu"
+        base = ov_device.split(":")[0].split(".")[0]
+        available = core.available_devices
+        if base in _VIRTUAL or any(d.split(".")[0] == base for d in available):
+            return ov_device, None
+        return "CPU", self.device_unavailable(
+            f"OpenVINO device {ov_device!r} is not available on this machine (available: {available}).")
 
 
 @register
@@ -48,86 +126,23 @@ class OpenVinoRunner(Runner):
     extra = "cpu"
     devices = ("cpu", "gpu", "npu")
     default_batch = 256
+    loader = OpenVinoLoader
 
     def _activate_impl(self) -> None:
-        ov = require("openvino", purpose="the openvino backend", extra="cpu")
-        self._ov, self._core = ov, ov.Core()
-        self._ov_device = self._resolve_device()
-        try:
-            model = self._core.read_model(str(self.path))
-        except Exception as exc:  # OpenVINO raises RuntimeError subclasses for unreadable IR/ONNX
-            raise self._corrupt(exc) from exc
-        self._model = self._dynamic_batch(model)
+        self._engine: OpenVinoModel = self._load().handle
+        self._ov, self._model = self._engine.ov, self._engine.model
         self._lock = threading.Lock()
         self._local = threading.local()
         self._throughput = None
         self._static: OrderedDict[int, Any] = OrderedDict()
-        self._latency = self._compile("LATENCY")
-        self._describe()
-
-    # -- device and compile ------------------------------------------------------------------------
-    def _resolve_device(self) -> str:
-        requested = str(self.requested_device)
-        ov_device = requested if requested.isupper() else _DEVICES.get(requested.lower())
-        if ov_device is None:
-            return _DEVICES[self._check_device_name()]  # raises DeviceError or falls back to "cpu"
-        base = ov_device.split(":")[0].split(".")[0]
-        available = self._core.available_devices
-        if base in _VIRTUAL or any(d.split(".")[0] == base for d in available):
-            self.device = "cpu" if ov_device == "CPU" else ov_device.lower()
-            return ov_device
-        self.device = self._device_unavailable(
-            f"OpenVINO device {ov_device!r} is not available on this machine (available: {available}).")
-        return "CPU"
-
-    def _precision(self, ov_device: str) -> str | None:
-        asked = self.options.get("inference_precision")
-        if asked is None:
-            return None if ov_device.startswith("NPU") else "f32"
-        if str(asked).lower() not in _PRECISIONS:
-            raise UserError(f"Expected inference_precision in {sorted(_PRECISIONS)}. Received: {asked!r}.")
-        return _PRECISIONS[str(asked).lower()]
-
-    def _config(self, hint: str) -> dict[str, Any]:
-        config: dict[str, Any] = {"PERFORMANCE_HINT": hint}
-        precision = self._precision(self._ov_device)
-        if precision:
-            config["INFERENCE_PRECISION_HINT"] = precision
-        if self.threads and self._ov_device == "CPU":
-            config["INFERENCE_NUM_THREADS"] = self.threads
-        config.update(self.options.get("config", {}))
-        return config
-
-    def _compile(self, hint: str, model: Any = None) -> Any:
-        model = self._model if model is None else model
-        try:
-            return self._core.compile_model(model, self._ov_device, self._config(hint))
-        except Exception as exc:  # a device plugin that fails to start, or weights (.bin) that do not load
-            if self._ov_device == "CPU":
-                raise self._corrupt(exc) from exc
-            self.device = self._device_unavailable(f"OpenVINO could not compile for {self._ov_device}: {exc}")
-            self._ov_device = "CPU"
-            return self._core.compile_model(model, "CPU", self._config(hint))
-
-    def _dynamic_batch(self, model: Any) -> Any:
-        shape = model.inputs[0].get_partial_shape()
-        if shape.rank.is_dynamic or shape[0].is_dynamic:
-            return model
-        dims = [self._ov.Dimension(-1)] + [shape[i] for i in range(1, shape.rank.get_length())]
-        try:
-            model.reshape({model.inputs[0]: self._ov.PartialShape(dims)})
-        except Exception:  # a graph with a hard-coded batch (Reshape to a constant): keep it fixed
-            self.fixed_batch = shape[0].get_length()
-        return model
-
-    def _describe(self) -> None:
+        self._latency = self._engine.latency
         self.input = _tensor(self._latency.inputs[0])
         self.output = _tensor(self._latency.outputs[0])
-        if self.device is None:
-            self.device = "cpu" if self._ov_device == "CPU" else self._ov_device.lower()
-        self.details = {"ov_device": self._ov_device, "threads": self.threads or "default",
-                        "inference_precision": _type_name(self._latency.get_property("INFERENCE_PRECISION_HINT")),
-                        "execution_devices": list(self._latency.get_property("EXECUTION_DEVICES"))}
+
+    def _compile(self, hint: str, model: Any = None) -> Any:
+        compiled = self._engine.compile(hint, model)
+        self.device = self._engine.device
+        return compiled
 
     # -- inference ----------------------------------------------------------------------------------
     def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
@@ -204,6 +219,27 @@ class OpenVinoRunner(Runner):
         self._local = threading.local()
         self._latency = self._throughput = self._model = None
         self._static = OrderedDict()
+
+
+def _precision(asked: Any, ov_device: str) -> str | None:
+    if asked is None:
+        return None if ov_device.startswith("NPU") else "f32"
+    if str(asked).lower() not in _PRECISIONS:
+        raise UserError(f"Expected inference_precision in {sorted(_PRECISIONS)}. Received: {asked!r}.")
+    return _PRECISIONS[str(asked).lower()]
+
+
+def _dynamic_batch(ov: Any, model: Any) -> tuple[Any, int | None]:
+    """The model reshaped to a dynamic batch, or as it is with its fixed batch size when it cannot be."""
+    shape = model.inputs[0].get_partial_shape()
+    if shape.rank.is_dynamic or shape[0].is_dynamic:
+        return model, None
+    dims = [ov.Dimension(-1)] + [shape[i] for i in range(1, shape.rank.get_length())]
+    try:
+        model.reshape({model.inputs[0]: ov.PartialShape(dims)})
+    except Exception:  # a graph with a hard-coded batch (Reshape to a constant): keep it fixed
+        return model, shape[0].get_length()
+    return model, None
 
 
 def _tensor(port: Any) -> TensorInfo:

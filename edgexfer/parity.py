@@ -1,18 +1,54 @@
-"""ONE parity comparator for every artifact (export, `info --verify`, the benchmark accuracy column).
+"""The parity record and its ONE comparator: shared by export (writes it), the runtime (refuses a failed
+artifact with its reason), bench (the accuracy column), `edgexfer info` and the ARM64 check.
 
-Input: the reference probabilities (the float32 Keras model on real held-out images), the
-artifact's probabilities on the same images, and the true labels. Output: a ParityResult that is
-truthy when the artifact passes its gate and carries every statistic.
+TF-free (numpy and the standard library): the runtime on a device reads the same record export wrote.
+
+Input: the reference probabilities (the float32 Keras model on real held-out images), the artifact's
+probabilities on the same images, and the true labels. Output: a `ParityResult` that is truthy when the
+artifact passes its `Gate`, carries every statistic and every `Check` with its reason, and is stored in
+the manifest (`Artifact.parity`) and parity.json through `to_dict` / `from_dict` (the wire format).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
 
 from edgexfer.errors import UserError
-from edgexfer.export.formats import Gate
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Parity thresholds; a None threshold is not checked. Percentages and points are 0..100."""
+
+    max_abs_diff: float | None = None  # max |p_artifact - p_keras| over all probabilities
+    min_cosine: float | None = None  # mean row-wise cosine similarity of the probability vectors
+    min_agreement: float | None = None  # top-1 agreement with Keras, percent
+    max_acc_drop: float | None = None  # Keras accuracy minus artifact accuracy, points
+    #: A top-1 flip where the reference's own probabilities of the two classes differ by less than this
+    #: is a near tie (any change of precision may round it either way) and is not counted as a disagreement.
+    tie_margin: float = 0.0
+    #: Confidence of the interval every statistical check is decided on (see edgexfer.parity).
+    confidence: float = 0.95
+
+    def override(self, changes: dict[str, Any] | None) -> "Gate":
+        """A copy with `changes` applied; unknown keys are a UserError listing the known ones."""
+        if not changes:
+            return self
+        known = [f.name for f in fields(self)]
+        unknown = sorted(set(changes) - set(known))
+        if unknown:
+            raise UserError(f"Expected gate keys among {known}. Received: {unknown}.")
+        return replace(self, **{k: (None if v is None else float(v)) for k, v in changes.items()})
+
+    def to_dict(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "Gate":
+        return cls().override({k: v for k, v in raw.items() if k in {f.name for f in fields(cls)}})
+
 
 @dataclass
 class Check:
@@ -33,17 +69,51 @@ class Check:
             out["interval"] = [float(self.interval[0]), float(self.interval[1])]
         return out
 
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "Check":
+        interval = raw.get("interval")
+        return cls(str(raw.get("metric", "")), _number(raw.get("value")), _number(raw.get("limit")),
+                   str(raw.get("kind", "")), bool(raw.get("passed")), str(raw.get("reason", "")),
+                   (float(interval[0]), float(interval[1])) if isinstance(interval, list) and len(interval) == 2
+                   else None)
+
+
+@dataclass
+class Rung:
+    """One rung of an int8 fallback ladder as it was tried: its verdict, numbers and converter details.
+    status "error" means the variant did not convert (summary says why)."""
+
+    rung: str
+    status: str  # "passed" | "failed" | "error"
+    summary: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rung": self.rung, "status": self.status, "summary": self.summary, "metrics": dict(self.metrics),
+                "failures": list(self.failures), "checks": [c.to_dict() for c in self.checks],
+                "details": dict(self.details)}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "Rung":
+        return cls(str(raw.get("rung", "")), str(raw.get("status", "")), str(raw.get("summary", "")),
+                   dict(raw.get("metrics") or {}), [str(f) for f in raw.get("failures") or []],
+                   [Check.from_dict(c) for c in raw.get("checks") or []], dict(raw.get("details") or {}))
+
 
 @dataclass
 class ParityResult:
-    """Statistics of one artifact against the reference, its gate, and the verdict."""
+    """The parity record of one artifact: statistics against the reference, its gate, every check, the
+    verdict and (int8) the ladder rungs tried. Export writes it; everything else reads it."""
 
-    metrics: dict[str, float]
-    gate: dict[str, float]
+    metrics: dict[str, Any]  # parity_metrics(): n, max_abs_diff, cosine, agreement(+_ci), accuracy_drop(+_ci)...
+    gate: Gate
     passed: bool
     failures: list[str] = field(default_factory=list)  # human-readable reasons, empty on pass
-    tried: list[dict[str, Any]] = field(default_factory=list)  # int8 fallback ladder, when walked
-    checks: list[dict[str, Any]] = field(default_factory=list)  # every check with its reason (Check.to_dict)
+    tried: list[Rung] = field(default_factory=list)  # int8 fallback ladder, when walked
+    checks: list[Check] = field(default_factory=list)  # every check with its reason
 
     def __bool__(self) -> bool:
         return self.passed
@@ -53,19 +123,32 @@ class ParityResult:
         """One line: why it failed, or why it passed."""
         if self.failures:
             return "; ".join(self.failures)
-        return "; ".join(c["reason"] for c in self.checks)
+        return "; ".join(c.reason for c in self.checks)
+
+    @classmethod
+    def failed(cls, gate: Gate, why: str) -> "ParityResult":
+        """The record of an artifact that could not be measured (conversion failed, the runtime refused it)."""
+        return cls(metrics={}, gate=gate, passed=False, failures=[why])
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"passed": self.passed, "metrics": self.metrics, "gate": self.gate, "failures": self.failures,
-               "checks": self.checks, "reason": self.reason}
+        out = {"passed": self.passed, "metrics": dict(self.metrics), "gate": self.gate.to_dict(),
+               "failures": list(self.failures), "checks": [c.to_dict() for c in self.checks], "reason": self.reason}
         if self.tried:
-            out["tried"] = self.tried
+            out["tried"] = [t.to_dict() for t in self.tried]
         return out
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> "ParityResult":
-        return cls(dict(raw.get("metrics", {})), dict(raw.get("gate", {})), bool(raw.get("passed")),
-                   list(raw.get("failures", [])), list(raw.get("tried", [])), list(raw.get("checks", [])))
+    def from_dict(cls, raw: dict[str, Any] | None) -> "ParityResult":
+        """Read the wire format (manifest.json / parity.json; checked by edgexfer.manifest first).
+        An empty record (an artifact not checked yet) reads as not passed, with no reason."""
+        raw = raw or {}
+        return cls(dict(raw.get("metrics") or {}), Gate.from_dict(raw.get("gate") or {}), bool(raw.get("passed")),
+                   [str(f) for f in raw.get("failures") or []], [Rung.from_dict(t) for t in raw.get("tried") or []],
+                   [Check.from_dict(c) for c in raw.get("checks") or []])
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
 
 
 # -- statistics -------------------------------------------------------------------------------------
@@ -117,6 +200,15 @@ def near_ties(reference: np.ndarray, probs: np.ndarray, margin: float) -> np.nda
     return (ref_top != out_top) & (gap <= margin)
 
 
+def top1_accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction 0..1 of rows whose argmax is the label: the one accuracy bench and parity report."""
+    probs, labels = np.asarray(probs), np.asarray(labels).reshape(-1)
+    if probs.ndim != 2 or len(probs) != len(labels) or len(labels) == 0:
+        raise UserError(f"Expected probabilities [N, classes] and N labels. Received: {probs.shape} and "
+                        f"{labels.shape}.")
+    return float(np.mean(probs.argmax(1) == labels))
+
+
 def parity_metrics(reference: np.ndarray, probs: np.ndarray, labels: np.ndarray, tie_margin: float = 0.0,
                    confidence: float = 0.95) -> dict[str, Any]:
     """Differences, cosine, top-1 agreement and accuracy drop, with counts and confidence intervals.
@@ -152,8 +244,8 @@ def parity_metrics(reference: np.ndarray, probs: np.ndarray, labels: np.ndarray,
         "flips": flips,
         "near_ties": ties,
         "agreement_ci": [float(100.0 * (1 - hi)), float(100.0 * (1 - lo))],
-        "accuracy": float(100.0 * np.mean(out_right)),
-        "reference_accuracy": float(100.0 * np.mean(ref_right)),
+        "accuracy": 100.0 * top1_accuracy(out, labels),
+        "reference_accuracy": 100.0 * top1_accuracy(ref, labels),
         "accuracy_drop": float(100.0 * (cells[1] - cells[2]) / n),
         "lost": cells[1],
         "gained": cells[2],
@@ -222,8 +314,7 @@ def compare(reference: np.ndarray, probs: np.ndarray, labels: np.ndarray, gate: 
     metrics = parity_metrics(reference, probs, labels, gate.tie_margin, gate.confidence)
     checks = gate_checks(metrics, gate)
     failures = [c.reason for c in checks if not c.passed]
-    return ParityResult(metrics=metrics, gate=gate.to_dict(), passed=not failures, failures=failures,
-                        checks=[c.to_dict() for c in checks])
+    return ParityResult(metrics=metrics, gate=gate, passed=not failures, failures=failures, checks=checks)
 
 
 # -- reports ----------------------------------------------------------------------------------------
@@ -269,13 +360,13 @@ def format_markdown(results: dict[str, ParityResult], sizes: dict[str, int] | No
                  "evidence of a worse model. Near ties (top-1 flips between classes the reference itself "
                  "separates by less than the gate's tie margin) are not counted as disagreements.\n\n")
     for name, res in results.items():
-        parts.append(f"- **{name}** {'passed' if res else 'FAILED'} (gate {res.gate})\n")
-        parts += [f"  - {c['reason']}\n" for c in res.checks]
-        parts += [f"  - {f}\n" for f in res.failures if not any(f == c["reason"] for c in res.checks)]
+        parts.append(f"- **{name}** {'passed' if res else 'FAILED'} (gate {res.gate.to_dict()})\n")
+        parts += [f"  - {c.reason}\n" for c in res.checks]
+        parts += [f"  - {f}\n" for f in res.failures if not any(f == c.reason for c in res.checks)]
     for name, res in results.items():
         if res.tried:
             parts.append(f"\n## {name}: int8 fallback ladder\n\n")
-            parts += [f"- {t.get('rung')}: {t.get('status')} {t.get('summary', '')}\n" for t in res.tried]
+            parts += [f"- {t.rung}: {t.status} {t.summary}\n" for t in res.tried]
     return "".join(parts)
 
 
