@@ -1,7 +1,7 @@
 """Shared helpers for the scripts in benchmarks/: result files with the machine record, the demo and digits bundles.
 
 Every script writes benchmarks/results/<name>.json holding its numbers, the settings and
-`edgexfer.bench.machine.machine_record()`; benchmarks/readme_tables.py turns them into the README's tables.
+`edgexfer.machine.machine_record()`; benchmarks/readme_tables.py turns them into the README's tables.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def write_result(name: str, payload: dict[str, Any]) -> Path:
     """benchmarks/results/<name>.json with the machine record and a timestamp."""
-    from edgexfer.bench.machine import machine_record
+    from edgexfer.machine import machine_record
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     doc = {"benchmark": name, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

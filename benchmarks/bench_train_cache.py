@@ -50,7 +50,7 @@ def feature_pass(data: Any, backbone: str, size: int, repeats: int) -> dict[str,
 
 def stage1_modes(data: Any, epochs: int, seed: int, repeats: int) -> dict[str, Any]:
     """Both modes `repeats` times, alternating which goes first; seconds are medians over the rounds."""
-    from edgexfer.train.compare import run_stage1
+    from stage1_modes import run_stage1
 
     rounds: dict[str, list] = {"cached": [], "through": []}
     for i in range(repeats):

@@ -406,7 +406,10 @@ def verify_artifact(bundle_dir: str | Path, artifact: Artifact) -> None:
 
 
 def verify_bundle(bundle_dir: str | Path, manifest: Manifest | None = None) -> list[str]:
-    """Verify every artifact; return the list of problems (empty when all files match)."""
+    """Verify every artifact: its files against their sha256, and its parity record against itself (status,
+    verdict, and the verdict its metrics give under its gate). The list of problems; empty when all hold."""
+    from edgexfer.parity import rejudge
+
     manifest = manifest or Manifest.load(bundle_dir)
     problems = []
     for artifact in manifest.artifacts.values():
@@ -414,4 +417,11 @@ def verify_bundle(bundle_dir: str | Path, manifest: Manifest | None = None) -> l
             verify_artifact(bundle_dir, artifact)
         except IntegrityError as exc:
             problems.append(str(exc))
+        record = artifact.parity
+        if record is None:
+            continue
+        if artifact.passed != record.passed:
+            problems.append(f"Artifact '{artifact.name}': status {artifact.status!r} but its parity record says "
+                            f"{'passed' if record.passed else 'failed'}. Re-export the bundle.")
+        problems += [f"Artifact '{artifact.name}': parity {p}. Re-export the bundle." for p in rejudge(record)]
     return problems

@@ -317,6 +317,23 @@ def compare(reference: np.ndarray, probs: np.ndarray, labels: np.ndarray, gate: 
     return ParityResult(metrics=metrics, gate=gate, passed=not failures, failures=failures, checks=checks)
 
 
+def rejudge(record: ParityResult) -> list[str]:
+    """Where a stored record disagrees with itself: its verdict against what its own metrics give under its
+    own gate (the one comparator, run again). Empty for a consistent record; `edgexfer info --verify` and
+    `verify_bundle` report the rest, so a hand-edited "passed" cannot hide a failing artifact."""
+    if not record.metrics:
+        return ["passed with no measurements"] if record.passed else []
+    try:
+        checks = gate_checks(record.metrics, record.gate)
+    except (KeyError, TypeError, ValueError) as exc:
+        return [f"its metrics cannot be judged by its gate ({type(exc).__name__}: {exc})"]
+    passed = all(c.passed for c in checks)
+    if passed == record.passed or (record.passed is False and record.tried):
+        return []  # a failed ladder keeps its best variant's numbers, which may pass a check the rungs missed
+    verdict = "passed" if passed else "failed: " + "; ".join(c.reason for c in checks if not c.passed)
+    return [f"recorded as {'passed' if record.passed else 'failed'}, but its own metrics and gate give {verdict}"]
+
+
 # -- reports ----------------------------------------------------------------------------------------
 _COLUMNS = ("artifact", "status", "max|diff|", "mean|diff|", "cosine", "agree%", "acc%", "keras%", "drop",
             "size")

@@ -9,8 +9,9 @@ Why the inputs travel in the .npz: both sides must classify exactly the same uin
 resizing (PIL versions may differ) cannot explain a difference. Needs only numpy and edgexfer.runtime, so
 it runs in the runtime-only install inside the emulated userland.
 
-Gates (issue 6): fp32 max |diff| <= 1e-4; int8 max |diff| <= one output quantization step (the int8
-outputs are compared after dequantization); top-1 identical on every image.
+Gates (issue 6), judged by edgexfer.parity (the comparator export uses): fp32 max |diff| within the export's fp32
+gate (1e-4); int8 max |diff| <= one output quantization step (the int8 outputs are compared after
+dequantization); top-1 identical on every image.
 """
 from __future__ import annotations
 
@@ -26,7 +27,6 @@ import numpy as np
 
 BACKEND = {"tflite": "litert", "tflite-fp16": "litert", "tflite-int8": "litert", "onnx": "onnxruntime",
            "openvino": "openvino"}
-FP32_TOLERANCE = 1e-4
 ENGINES = ("edgexfer", "numpy", "onnxruntime", "openvino", "ai-edge-litert", "pillow", "tensorflow")
 CORTEX_A72 = """processor\t: {i}
 BogoMIPS\t: 108.00
@@ -125,27 +125,36 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 # -- x86: the verdict ----------------------------------------------------------------------------------------
+def gate_for(scale: float | None) -> "Gate":
+    """The ARM64 gate in the shared comparator's terms: max |diff| within the fp32 export gate (int8: one
+    output quantization step), and top-1 identical on every image (agreement 100%, no near ties)."""
+    from edgexfer.export.formats import FP32_GATE
+    from edgexfer.parity import Gate
+
+    return Gate(max_abs_diff=(scale if scale else FP32_GATE.max_abs_diff) * (1 + 1e-6), min_agreement=100.0)
+
+
 def agreement(ref: np.ndarray, emu: np.ndarray, labels: np.ndarray, scale: float | None) -> dict:
-    """The numbers behind one artifact's verdict (int8: scale is the output quantization step)."""
-    diff = float(np.max(np.abs(ref.astype(np.float64) - emu.astype(np.float64))))
-    same_top1 = ref.argmax(1) == emu.argmax(1)
-    tolerance = scale if scale else FP32_TOLERANCE
+    """The numbers behind one artifact's verdict (int8: scale is the output quantization step), judged by
+    edgexfer.parity's comparator, the one export and `edgexfer info` use."""
+    from edgexfer.parity import compare, top1_accuracy
+
+    gate = gate_for(scale)
     known = labels >= 0
-    row = {"n": int(len(ref)), "max_abs_diff": diff, "tolerance": tolerance,
-           "top1_agreement_pct": round(100.0 * float(same_top1.mean()), 4),
-           "top1_differences": int((~same_top1).sum()),
-           "accuracy_x86_pct": round(100.0 * float((ref.argmax(1) == labels)[known].mean()), 4) if known.any()
-           else None,
-           "accuracy_arm64_pct": round(100.0 * float((emu.argmax(1) == labels)[known].mean()), 4) if known.any()
-           else None}
+    result = compare(ref, emu, np.where(known, labels, ref.argmax(1)), gate)
+    m = result.metrics
+    row = {"n": m["n"], "max_abs_diff": m["max_abs_diff"], "tolerance": scale if scale else gate.max_abs_diff,
+           "top1_agreement_pct": round(m["agreement"], 4), "top1_differences": m["flips"],
+           "accuracy_x86_pct": round(100.0 * top1_accuracy(ref[known], labels[known]), 4) if known.any() else None,
+           "accuracy_arm64_pct": round(100.0 * top1_accuracy(emu[known], labels[known]), 4) if known.any() else None}
     if scale:
-        row["max_diff_in_steps"] = round(diff / scale, 4)
-    row["passed"] = bool(diff <= tolerance * (1 + 1e-6) and same_top1.all())
+        row["max_diff_in_steps"] = round(m["max_abs_diff"] / scale, 4)
+    row.update(passed=result.passed, reason=result.reason, checks=[c.to_dict() for c in result.checks])
     return row
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from edgexfer.bench.machine import machine_record
+    from edgexfer.machine import machine_record
 
     ref, ref_meta = load_npz(args.reference)
     emu, emu_meta = load_npz(args.emulated)
@@ -156,7 +165,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         results[name].update(x86=ref_meta["ran"][name], arm64=emu_meta["ran"][name])
     passed = all(r["passed"] for r in results.values())
     report = {"what": "edgexfer.runtime on aarch64 (qemu-user, QEMU_CPU=cortex-a72) against x86, same inputs",
-              "passed": passed, "gates": {"fp32_max_abs_diff": FP32_TOLERANCE,
+              "passed": passed, "gates": {"fp32_max_abs_diff": gate_for(None).max_abs_diff,
                                           "int8_max_abs_diff": "one output quantization step",
                                           "top1": "identical on every image"},
               "images": len(ref["inputs"]), "results": results, "host": machine_record(),

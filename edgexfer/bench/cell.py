@@ -85,10 +85,12 @@ def _timed_loop(predict, batch, spec: CellSpec) -> list[int]:
 
 
 def _accuracy(model, x, y, batch_size: int) -> float | None:
+    """Top-1 accuracy on the held-out images, as the parity record measures it (edgexfer.parity)."""
     if y is None:
         return None
-    probs = model.predict(x, batch_size=batch_size)
-    return float((probs.argmax(axis=1) == y).mean())
+    from edgexfer.parity import top1_accuracy
+
+    return top1_accuracy(model.predict(x, batch_size=batch_size), y)
 
 
 def run_cell(spec: CellSpec) -> dict[str, Any]:

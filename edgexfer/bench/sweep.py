@@ -153,7 +153,7 @@ def run_sweep(bundle: str | Path, config: SweepConfig, progress: Callback | None
     """Run every planned cell and return the results document (see RESULTS_SCHEMA_VERSION).
 
     progress: called with an edgexfer.progress.Step after each cell (its key and p50, or its error)."""
-    from edgexfer.bench.machine import machine_record
+    from edgexfer.machine import machine_record
 
     manifest = Manifest.load(bundle)
     machine = machine_record()

@@ -103,8 +103,8 @@ def info(bundle: str, verify: bool, as_json: bool) -> None:
     else:
         click.echo(summary(manifest))
         if verify and not problems:
-            click.secho(f"Verified: every file of {len(manifest.artifacts)} artifact(s) matches its sha256.",
-                        fg="green")
+            click.secho(f"Verified: every file of {len(manifest.artifacts)} artifact(s) matches its sha256, and "
+                        "every parity record agrees with its own metrics and gate.", fg="green")
     if problems:
         raise IntegrityError("Bundle verification failed:\n  " + "\n  ".join(problems))
 

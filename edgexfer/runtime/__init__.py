@@ -24,7 +24,7 @@ allow_failed=True):
    b. device "gpu"/"npu" or an upper-case OpenVINO device string ("AUTO", "GPU.1"): an OpenVINO artifact
       (openvino, openvino-fp16, then onnx) on the openvino backend.
    c. Any CPU with a tuning record for this machine (`Manifest.tuning`, written by `edgexfer bench --tune`,
-      keyed by `edgexfer.bench.machine.hardware_fingerprint()`, see `edgexfer.runtime.select`): the
+      keyed by `edgexfer.machine.hardware_fingerprint()`, see `edgexfer.runtime.select`): the
       measured fastest passed artifact, backend, options and thread count for the batch size.
    d. x86 CPU otherwise: ONNX on onnxruntime; else openvino, then tflite (fp32).
    e. ARM CPU (aarch64, armv7l, ...): TFLite fp32 on litert; else ONNX on onnxruntime; else openvino.

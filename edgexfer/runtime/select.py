@@ -5,7 +5,7 @@ Tuning record (written by `edgexfer bench --tune` into `Manifest.tuning`, read h
     {"<machine fingerprint>": {"<batch size>": {"artifact": "openvino", "backend": "openvino",
                                                  "options": {...}, ...any measurement fields}}}
 
-The fingerprint is `edgexfer.bench.machine.hardware_fingerprint()` (the hardware part of the machine record).
+The fingerprint is `edgexfer.machine.hardware_fingerprint()` (the hardware part of the machine record).
 The entry for the batch size `options["tuning_batch"]` (default 1; the largest recorded size not above it,
 else the smallest) is used on any CPU architecture when its artifact passed parity (any precision: passing
 its gate is what makes it eligible) and its backend is installed and runs that artifact's family;
@@ -119,7 +119,7 @@ def cpu_choice(manifest: Manifest, pool: list[Artifact], options: dict[str, Any]
 def tuned_choice(manifest: Manifest, pool: list[Artifact], options: dict[str, Any]) -> Choice | None:
     if not manifest.tuning:
         return None
-    from edgexfer.bench.machine import hardware_fingerprint
+    from edgexfer.machine import hardware_fingerprint
 
     per_batch = manifest.tuning.get(hardware_fingerprint())
     entry = _entry_for_batch(per_batch, int(options.get("tuning_batch", 1))) if per_batch else None

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from edgexfer.cache import cache_dir
 from edgexfer.errors import IntegrityError, UnsafeBundleError, UserError
 from edgexfer.manifest import MANIFEST_FILE, Artifact, Manifest, sha256_file
 
@@ -102,13 +103,6 @@ def _env_number(name: str, default: Any, kind: type) -> Any:
         raise UserError(f"Expected {name} to be a positive number. Received: {raw!r}. Unset it for the default "
                         f"({default}).")
     return value
-
-
-def cache_dir() -> Path:
-    if os.environ.get("EDGEXFER_CACHE_DIR"):
-        return Path(os.environ["EDGEXFER_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "edgexfer"
 
 
 def extract_bundle_zip(archive: Path) -> Path:

@@ -213,7 +213,7 @@ def wheel_checkpoints(dist: str) -> list[Path] | None:
 
 
 def cache_root() -> Path:
-    from edgexfer.runtime.source import cache_dir
+    from edgexfer.cache import cache_dir
 
     return cache_dir() / "efficientnet_lite"
 

@@ -167,7 +167,7 @@ def _accuracy(model: Any, data: Any, batch_size: int) -> dict[str, float]:
 def _card(out_dir: Path, data: Any, epochs: int, seed: int, batch_size: int, learning_rate: float, copies: int,
           seconds: float, accuracy: dict[str, float], history: dict[str, list[float]], backbone: Any
           ) -> dict[str, Any]:
-    from edgexfer.bench.machine import machine_record
+    from edgexfer.machine import machine_record
     from edgexfer.manifest import sha256_file
     from edgexfer.train.runinfo import package_versions
 

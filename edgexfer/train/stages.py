@@ -94,7 +94,7 @@ def stage1_cached(backbone: Any, head: Head, epochs: int, learning_rate: float, 
 
     The problem is convex and the fit runs to convergence, so `epochs`, `learning_rate` and
     `initial_epoch` do not apply here (they are kept for the callers of the epoch API, e.g.
-    edgexfer.train.compare), and neither does dropout: L2 regularisation chosen on the validation
+    benchmarks/stage1_modes.py), and neither does dropout: L2 regularisation chosen on the validation
     split does its job, and the Dropout layer is inactive at inference anyway. The fit is numpy, so it
     runs the same under any tf.distribute strategy (Keras' fit on cached features crashed under
     MultiWorkerMirroredStrategy); only `set_weights` touches the (possibly distributed) variables.

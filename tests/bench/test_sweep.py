@@ -6,7 +6,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from edgexfer.bench.machine import machine_record
+from edgexfer.machine import machine_record
 from edgexfer.bench.sweep import SweepConfig, plan
 from edgexfer.cli import main
 from edgexfer.errors import UserError
@@ -40,7 +40,6 @@ def test_variant_needs_cpu_support_and_unknown_variant_is_an_error(shared_bundle
         plan(shared_bundle, manifest, SweepConfig(variants=["fp8"]), set())
 
 
-@pytest.mark.slow
 def test_bench_cli_writes_results_and_tuning_used_by_auto(bundle_copy, tmp_path):
     out = tmp_path / "results"
     result = CliRunner().invoke(main, ["bench", str(bundle_copy), "--formats", "onnx,tflite", "--batch-sizes",

@@ -11,7 +11,7 @@ import pytest
 
 from edgexfer.errors import IntegrityError, MissingDependencyError, UserError
 from edgexfer.runtime import backends, load, select
-from runtime_helpers import edit_manifest, zip_bundle
+from tests.factory import edit_manifest, zip_bundle
 
 pytestmark = pytest.mark.runtime
 X = np.zeros((2, 32, 32, 3), np.uint8)
@@ -148,7 +148,7 @@ def test_single_file_without_manifest(bundle_dir, tmp_path, artifact_name, manif
 
 # -- missing engines -----------------------------------------------------------------------------------------
 def test_missing_engine_names_extra(bundle_dir, monkeypatch):
-    monkeypatch.setattr(backends, "_find_spec", lambda module: False)
+    monkeypatch.setattr(backends.registry, "_find_spec", lambda module: False)
     assert backends.list_backends(available_only=True) == []
     with pytest.raises(MissingDependencyError, match=r"edgexfer\[cpu\]"):
         load(bundle_dir, format="onnx")
@@ -192,7 +192,7 @@ def test_auto_arm_prefers_tflite(bundle_dir, no_cuda, monkeypatch):
 
 
 def test_auto_uses_matching_tuning_record_with_its_threads(bundle_copy, no_cuda, monkeypatch):
-    from edgexfer.bench.machine import hardware_fingerprint
+    from edgexfer.machine import hardware_fingerprint
 
     monkeypatch.setattr(select.platform, "machine", lambda: "aarch64")  # tuning beats the arch default too
     _tuning(bundle_copy, hardware_fingerprint(), "openvino", "openvino", threads=1)
@@ -204,7 +204,7 @@ def test_auto_uses_matching_tuning_record_with_its_threads(bundle_copy, no_cuda,
 
 
 def test_auto_uses_a_tuned_int8_artifact_that_passed(bundle_copy, no_cuda, monkeypatch):
-    from edgexfer.bench.machine import hardware_fingerprint
+    from edgexfer.machine import hardware_fingerprint
 
     _tuning(bundle_copy, hardware_fingerprint(), "tflite-int8", "litert")
     with load(bundle_copy) as m:
@@ -212,7 +212,7 @@ def test_auto_uses_a_tuned_int8_artifact_that_passed(bundle_copy, no_cuda, monke
 
 
 def test_auto_ignores_other_machines_and_failed_artifacts(bundle_copy, no_cuda, monkeypatch):
-    from edgexfer.bench.machine import hardware_fingerprint
+    from edgexfer.machine import hardware_fingerprint
 
     monkeypatch.setattr(select.platform, "machine", lambda: "x86_64")
     _tuning(bundle_copy, "0123456789abcdef", "openvino", "openvino")

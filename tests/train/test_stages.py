@@ -97,7 +97,7 @@ def test_unfreeze_top_skips_batchnorm_and_preprocessing():
 
 @pytest.mark.slow
 def test_converged_cached_stage1_is_at_least_as_good_as_adam_through_the_backbone(tiny_data):
-    from edgexfer.train.compare import run_stage1
+    from benchmarks.stage1_modes import run_stage1
 
     options = dict(epochs=6, batch_size=16, learning_rate=3e-3, seed=1, backbone=DIGITS_BACKBONE)
     cached = run_stage1(tiny_data, "cached", **options)

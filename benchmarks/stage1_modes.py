@@ -1,9 +1,10 @@
 """Stage 1 in one chosen mode, timed: cached features vs fitting through the frozen backbone.
 
 Why: the cache is the main training speed-up of the SDK, and its claim ("same head, same
-accuracy, much faster") must be measurable. The benchmark (benchmarks/bench_train_cache.py) and
-the tests call `run_stage1` with the same data, seed and epochs for both modes; early stopping is
-off so that both run every epoch.
+accuracy, much faster") must be measurable. The benchmark (bench_train_cache.py) and
+tests/train/test_stages.py call `run_stage1` with the same data, seed and epochs for both modes;
+early stopping is off so that both run every epoch. A benchmark helper, so it lives here and not
+in the package (it imports Keras, inside the function).
 """
 from __future__ import annotations
 
@@ -12,8 +13,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import keras
 
 MODES = ("cached", "through")
 
@@ -32,6 +31,8 @@ def run_stage1(data: Any, mode: str, *, backbone: str | None = None, weights: st
                image_size: int | None = None, epochs: int = 10, batch_size: int = 64, learning_rate: float = 1e-3,
                dropout: float = 0.2, seed: int = 0, verbose: int = 0) -> Stage1Result:
     """Build the classifier, run stage 1 in `mode`, return time and val/test accuracy."""
+    import keras
+
     from edgexfer.train import stages
     from edgexfer.train.backbones import DEFAULT_BACKBONE, build_backbone, get_backbone, normalize_size
     from edgexfer.train.checkpoints import Checkpointer, State
@@ -50,7 +51,7 @@ def run_stage1(data: Any, mode: str, *, backbone: str | None = None, weights: st
     classifier = build_classifier(built.model, head, (*size, 3))
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Checkpointer(Path(tmp), classifier, State({}))
-        timer = EpochTimer()
+        timer = epoch_timer()
         fit = stages.Fit(data, size, batch_size, seed, plan, ckpt, patience=0, verbose=verbose, callbacks=[timer])
         started = time.perf_counter()
         if mode == "cached":
@@ -67,16 +68,20 @@ def run_stage1(data: Any, mode: str, *, backbone: str | None = None, weights: st
     return Stage1Result(mode, seconds, accuracy.get("val"), accuracy.get("test"), history, timer.seconds)
 
 
-class EpochTimer(keras.callbacks.Callback):
-    """Records the wall time of every epoch."""
+def epoch_timer() -> Any:
+    """A Keras callback that records the wall time of every epoch (in `.seconds`)."""
+    import keras
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.seconds: list[float] = []
-        self._start = 0.0
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seconds: list[float] = []
+            self._start = 0.0
 
-    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-        self._start = time.perf_counter()
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self._start = time.perf_counter()
 
-    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-        self.seconds.append(round(time.perf_counter() - self._start, 4))
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            self.seconds.append(round(time.perf_counter() - self._start, 4))
+
+    return EpochTimer()
