@@ -12,6 +12,7 @@ import click
 
 from edgexfer.errors import IntegrityError
 from edgexfer.export.formats import list_formats
+from edgexfer.export.jobs import ConverterOptions
 from edgexfer.manifest import Manifest, verify_bundle
 
 
@@ -48,7 +49,7 @@ def _run_or_pretrained(ctx: click.Context, param: click.Parameter, value: str) -
 @click.option("--out", "-o", required=True, type=click.Path(), help="Bundle directory to create.")
 @click.option("--formats", callback=_split_formats, metavar="LIST",
               help=f"Comma-separated formats (default: every installed one). Known: {','.join(list_formats())}.")
-@click.option("--calibration-samples", default=300, show_default=True, type=click.IntRange(min=1),
+@click.option("--calibration-samples", default=ConverterOptions.calibration_samples, show_default=True, type=click.IntRange(min=1),
               help="Real training images used to calibrate int8 artifacts.")
 @click.option("--int8-io", type=click.Choice(["int8", "uint8"]), default="int8", show_default=True,
               help="Input/output dtype of the full-integer TFLite model.")

@@ -6,9 +6,11 @@
 
 Importing this package is cheap (no TensorFlow, no converter, no inference engine): the
 converters run in subprocesses (edgexfer.export.worker) and import their packages there.
-Modules: formats (registry + gates), parity (the one comparator), onnx / tflite / openvino (one
-converter module per family), worker (subprocess isolation), guardrail (int8 fallback ladder),
-data (images from run.json), bundle (atomic staging + manifest), pipeline (the orchestration).
+Modules: formats (the registry: formats, their gates and int8 ladders), jobs (typed converter options and
+conversion jobs), onnx / tflite / openvino (one converter module per family), worker (subprocess
+isolation), context (the state one export shares), check (parity of one artifact through the runtime's
+loader layer, judged by the one comparator in edgexfer.parity), guardrail (int8 fallback ladder), data
+(images from run.json), bundle (atomic staging + manifest), pipeline (the orchestration).
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ def export(run_dir: Any, out: Any, **kwargs: Any) -> "ExportResult":
     """Export `run_dir` (model.keras + run.json) to the bundle folder `out`.
 
     Keyword arguments: formats=None (every installed format) | "onnx,tflite" | list;
-    calibration_samples=300; int8_io="int8" | "uint8"; max_drop=None (points: NNCF accuracy
+    calibration_samples=300 (ConverterOptions' default); int8_io="int8" | "uint8"; max_drop=None (points: NNCF accuracy
     control for openvino-int8 and the int8 gates); strict=False; force=False;
     archive=False; gates=None ({"tflite-int8": {"max_acc_drop": 2.0}}); parity_samples=None (all
     test images); parallel=None (conversion children at once; None: 2 with 2+ cores and 8 GB

@@ -23,7 +23,6 @@ _LAZY = {
     "open_data": "edgexfer.train.trainer",
     "evaluate": "edgexfer.train.evaluation",
     "pretrain": "edgexfer.train.pretraining",
-    "tiny_run": "edgexfer.train.testing",
 }
 
 __all__ = ["DEFAULT_BACKBONE", "DIGITS_BACKBONE", "BackboneSpec", "build_backbone", "get_backbone", "list_backbones", "models_dir",
