@@ -1,8 +1,8 @@
 """Fixtures for the runtime tests: one bundle for the session, parametrization over its artifacts.
 
-The bundle is EDGEXFER_TEST_BUNDLE when set (CI builds one in the full environment, then runs these tests
-again in a runtime-only virtualenv without TensorFlow); otherwise tests/runtime/make_bundle.py builds one in
-a temporary folder, in a subprocess, so this process never imports TensorFlow.
+The bundle is the session bundle of tests/factory.py (EDGEXFER_TEST_BUNDLE when set: `make test` builds one in
+the full environment, then runs these tests again in a runtime-only virtualenv without TensorFlow; otherwise
+it is built once, in a subprocess, so this process never imports TensorFlow).
 
 Parametrization comes from the bundle's manifest and the backend registry, so a new format or a new
 backend is tested without writing a test:
@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.bundles import bundle_path
+from tests import factory
 
 HERE = Path(__file__).resolve().parent
 
 
 def _manifest_raw() -> dict:
-    return json.loads((bundle_path() / "manifest.json").read_text())
+    return json.loads((factory.shared_bundle() / "manifest.json").read_text())
 
 
 def artifact_names() -> list[str]:
@@ -63,9 +63,7 @@ def manifest(bundle_dir):
 @pytest.fixture(scope="session")
 def images() -> np.ndarray:
     """uint8 [40, 32, 32, 3] images of the kind the test model was fitted on."""
-    from make_bundle import sample_images
-
-    return sample_images(40, seed=7)[0]
+    return factory.sample_images(40, seed=7)[0]
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ from edgexfer.errors import ImageError, IntegrityError, ModelClosedError, Unsafe
 from edgexfer.manifest import sha256_file
 from edgexfer.runtime import ImageFailure, backends, load, source
 from edgexfer.runtime.backends.base import Runner, TensorInfo
-from runtime_helpers import edit_manifest, zip_bundle
+from tests.factory import edit_manifest, zip_bundle
 
 pytestmark = pytest.mark.runtime
 X = np.zeros((2, 32, 32, 3), np.uint8)

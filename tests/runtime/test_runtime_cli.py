@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from edgexfer.cli import main
-from runtime_helpers import edit_manifest
+from tests.factory import edit_manifest
 
 pytestmark = pytest.mark.runtime
 
