@@ -53,9 +53,15 @@ test: setup setup-runtime
 	EDGEXFER_TEST_BUNDLE=$(TEST_BUNDLE) $(RT_PY) -m pytest -q -m runtime tests/runtime -p no:cacheprovider
 	PYTHON=$(PY) scripts/wheel_check.sh
 
-# The inner loop: everything not marked slow, in the full environment (no second passes, no wheel).
+# The inner loop: everything not marked slow (a test over ~5 s: trains, exports, heavy subprocesses), in the
+# full environment (no second passes, no wheel), on the test bundle of the last `make test` / `make test-fast`,
+# built again only when it is missing or older than the code that makes it (all but edgexfer/cli and edgexfer/bench).
+BUNDLE_SOURCES = edgexfer/*.py edgexfer/data edgexfer/train edgexfer/export edgexfer/runtime tests/factory.py
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	@if [ ! -f $(TEST_BUNDLE)/manifest.json ] || \
+	    [ -n "$$(find $(BUNDLE_SOURCES) -name '*.py' -newer $(TEST_BUNDLE)/manifest.json | head -1)" ]; then \
+	    rm -rf $(TEST_BUNDLE) && $(PY) tests/runtime/make_bundle.py $(TEST_BUNDLE); fi
+	EDGEXFER_TEST_BUNDLE=$(TEST_BUNDLE) $(PY) -m pytest -q -m "not slow"
 
 benchmarks: setup
 	cd benchmarks && for s in bench_train_cache bench_export bench_formats bench_overhead bench_cold_start \

