@@ -166,9 +166,23 @@ WORKER = textwrap.dedent("""
     from edgexfer.train import train
 
     class DieOnce(keras.callbacks.Callback):
-        '''Worker 1 exits at the start of stage 2's second epoch, on the first attempt only.'''
+        '''Worker 1 exits at the start of stage 2's second epoch, on the first attempt only, once the chief has
+        checkpointed the first (else the test races the chief's write: seen failing under load).'''
         def on_epoch_begin(self, epoch, logs=None):
             if epoch == 1 and json.loads(os.environ["TF_CONFIG"])["task"]["index"] == 1 and not os.path.exists(marker):
+                import time
+                from edgexfer.train.checkpoints import CHECKPOINT_DIR, STATE_FILE
+                state_file = os.path.join(out, CHECKPOINT_DIR, STATE_FILE)
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline:
+                    try:
+                        with open(state_file) as fh:
+                            state = json.load(fh)
+                        if (state["stage"], state["epoch"]) >= (2, 1):
+                            break
+                    except (OSError, ValueError, KeyError):
+                        pass
+                    time.sleep(0.1)
                 open(marker, "w").close()
                 os._exit(17)
 
