@@ -50,7 +50,7 @@ test: setup setup-runtime
 	$(PY) tests/runtime/make_bundle.py $(TEST_BUNDLE)
 	EDGEXFER_TEST_BUNDLE=$(TEST_BUNDLE) $(PY) -m pytest -q
 	ONEDNN_MAX_CPU_ISA=AVX2 EDGEXFER_TEST_BUNDLE=$(TEST_BUNDLE) $(PY) -m pytest -q tests/export -p no:cacheprovider
-	EDGEXFER_TEST_BUNDLE=$(TEST_BUNDLE) $(RT_PY) -m pytest -q -m runtime tests/runtime tests/test_light_imports.py tests/test_parity_record.py -p no:cacheprovider
+	EDGEXFER_TEST_BUNDLE=$(TEST_BUNDLE) $(RT_PY) -m pytest -q -m runtime tests/runtime tests/test_light_imports.py tests/test_parity.py -p no:cacheprovider
 	PYTHON=$(PY) scripts/wheel_check.sh
 
 # The inner loop: everything not marked slow (a test over ~5 s: trains, exports, heavy subprocesses), in the
