@@ -33,6 +33,20 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
     return path
 
 
+def free_ports(n: int) -> list[int]:
+    """n TCP ports on localhost that are free right now (TF_CONFIG for a multi-worker cluster on one machine;
+    bench_multiworker.py and tests/train use it)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for sock in sockets:
+        sock.bind(("localhost", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
 def run(cmd: list[str]) -> None:
     print("+", " ".join(str(c) for c in cmd), flush=True)
     subprocess.run([str(c) for c in cmd], check=True)

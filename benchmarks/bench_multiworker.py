@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import write_result
+from _common import free_ports, write_result
 
 DATA, BACKBONE = "builtin:uci_digits", "digits_mnv3s"
 GOAL = {"accuracy_gap_max_points": 1.0}
@@ -73,16 +72,6 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for sock in sockets:
-        sock.bind(("localhost", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
 def _env(tf_config: dict[str, Any] | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     if tf_config is not None:
@@ -99,7 +88,7 @@ def _result(text: str, what: str) -> dict[str, Any]:
 
 def run_workers(settings: dict[str, Any], n: int, out: Path, timeout: float) -> tuple[list[dict[str, Any]], float]:
     """`n` processes on localhost (n == 1: no TF_CONFIG, strategy one); their results and the wall seconds."""
-    ports, logs, procs = _free_ports(n), [], []
+    ports, logs, procs = free_ports(n), [], []
     started = time.perf_counter()
     for index in range(n):
         config = None if n == 1 else {"cluster": {"worker": [f"localhost:{p}" for p in ports]},

@@ -39,6 +39,7 @@ from typing import IO, Any, Callable, Iterable, Sequence, TypeVar
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from edgexfer._env import env_number
 from edgexfer.errors import ImageError, UserError
 
 #: File extensions read as images, everywhere (scanner, `edgexfer predict DIR`, the app's watched folder).
@@ -97,13 +98,7 @@ def max_pixels_limit(max_pixels: int | None = None) -> int:
     the header gives the size before anything is decoded.
     """
     if max_pixels is None:
-        raw = os.environ.get(MAX_PIXELS_ENV)
-        if not raw:
-            return DEFAULT_MAX_PIXELS
-        try:
-            max_pixels = int(raw)
-        except ValueError:
-            max_pixels = 0
+        return env_number(MAX_PIXELS_ENV, DEFAULT_MAX_PIXELS, int)
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
         raise UserError(f"Expected max_pixels ({MAX_PIXELS_ENV}) to be a positive integer. Received: "
                         f"{max_pixels!r}.")

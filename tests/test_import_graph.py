@@ -12,7 +12,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "edgexfer"
 #: The shared TF-free layer every area may use; it uses only itself.
-SHARED = {"errors", "_deps", "_version", "_versions", "_api", "manifest", "parity", "record", "machine", "imaging",
+SHARED = {"errors", "_deps", "_env", "_version", "_versions", "_api", "manifest", "parity", "record", "machine", "imaging",
           "progress", "enginelog", "cache"}
 #: Area -> the other areas it may import (besides the shared layer). cli and the top-level package wire
 #: everything together and may import anything.

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from edgexfer._env import env_number
 from edgexfer.cache import cache_dir
 from edgexfer.errors import IntegrityError, UnsafeBundleError, UserError
 from edgexfer.manifest import MANIFEST_FILE, Artifact, Manifest, sha256_file
@@ -83,26 +84,12 @@ class ArchiveLimits:
 
     @classmethod
     def from_env(cls) -> "ArchiveLimits":
-        return cls(max_bytes=_env_number("EDGEXFER_ZIP_MAX_BYTES", cls.max_bytes, int),
-                   max_entries=_env_number("EDGEXFER_ZIP_MAX_ENTRIES", cls.max_entries, int),
-                   max_ratio=_env_number("EDGEXFER_ZIP_MAX_RATIO", cls.max_ratio, float))
+        return cls(max_bytes=env_number("EDGEXFER_ZIP_MAX_BYTES", cls.max_bytes, int),
+                   max_entries=env_number("EDGEXFER_ZIP_MAX_ENTRIES", cls.max_entries, int),
+                   max_ratio=env_number("EDGEXFER_ZIP_MAX_RATIO", cls.max_ratio, float))
 
 
 _RATIO_FLOOR = 1 << 20  # entries smaller than this are never a bomb, whatever their ratio
-
-
-def _env_number(name: str, default: Any, kind: type) -> Any:
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        value = -1
-    if value <= 0:
-        raise UserError(f"Expected {name} to be a positive number. Received: {raw!r}. Unset it for the default "
-                        f"({default}).")
-    return value
 
 
 def extract_bundle_zip(archive: Path) -> Path:

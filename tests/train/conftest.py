@@ -95,16 +95,3 @@ def shape_images(n_per_class: int = 40, classes: int = 3, seed: int = 0) -> Arra
 @pytest.fixture
 def tiny_data() -> ArrayDataset:
     return shape_images()
-
-
-def free_ports(n: int) -> list[int]:
-    """n TCP ports on localhost that are free right now (for TF_CONFIG in the multi-worker tests)."""
-    import socket
-
-    sockets = [socket.socket() for _ in range(n)]
-    for sock in sockets:
-        sock.bind(("localhost", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports

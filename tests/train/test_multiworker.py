@@ -22,7 +22,7 @@ import pytest
 
 from edgexfer.train.checkpoints import CHECKPOINT_DIR, STATE_FILE, State, continuation
 from edgexfer.train.strategy import Plan, broadcast_arrays, broadcast_bytes, cluster_role
-from tests.train.conftest import free_ports
+from benchmarks._common import free_ports
 
 HERE = Path(__file__).parent
 WAIT_S = 150  # per attempt; a run takes ~30 s on two idle cores

@@ -24,7 +24,7 @@ from edgexfer.train.stages import (
     fold_scaling,
     loss_and_accuracy,
 )
-from tests.train.conftest import free_ports
+from benchmarks._common import free_ports
 
 HERE = Path(__file__).parent
 
