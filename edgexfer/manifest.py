@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgexfer.errors import IntegrityError, ManifestError, UnsafeBundleError, UserError
-from edgexfer.parity import ParityResult
+from edgexfer.parity import ParityResult, rejudge
 
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -408,8 +408,6 @@ def verify_artifact(bundle_dir: str | Path, artifact: Artifact) -> None:
 def verify_bundle(bundle_dir: str | Path, manifest: Manifest | None = None) -> list[str]:
     """Verify every artifact: its files against their sha256, and its parity record against itself (status,
     verdict, and the verdict its metrics give under its gate). The list of problems; empty when all hold."""
-    from edgexfer.parity import rejudge
-
     manifest = manifest or Manifest.load(bundle_dir)
     problems = []
     for artifact in manifest.artifacts.values():
@@ -423,5 +421,5 @@ def verify_bundle(bundle_dir: str | Path, manifest: Manifest | None = None) -> l
         if artifact.passed != record.passed:
             problems.append(f"Artifact '{artifact.name}': status {artifact.status!r} but its parity record says "
                             f"{'passed' if record.passed else 'failed'}. Re-export the bundle.")
-        problems += [f"Artifact '{artifact.name}': parity {p}. Re-export the bundle." for p in rejudge(record)]
+        problems += [f"Artifact '{artifact.name}': parity {why}. Re-export the bundle." for why in rejudge(record)]
     return problems

@@ -328,8 +328,8 @@ def rejudge(record: ParityResult) -> list[str]:
     except (KeyError, TypeError, ValueError) as exc:
         return [f"its metrics cannot be judged by its gate ({type(exc).__name__}: {exc})"]
     passed = all(c.passed for c in checks)
-    if passed == record.passed or (record.passed is False and record.tried):
-        return []  # a failed ladder keeps its best variant's numbers, which may pass a check the rungs missed
+    if passed == record.passed:
+        return []
     verdict = "passed" if passed else "failed: " + "; ".join(c.reason for c in checks if not c.passed)
     return [f"recorded as {'passed' if record.passed else 'failed'}, but its own metrics and gate give {verdict}"]
 

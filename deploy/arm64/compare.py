@@ -22,8 +22,12 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from edgexfer.parity import Gate
 
 BACKEND = {"tflite": "litert", "tflite-fp16": "litert", "tflite-int8": "litert", "onnx": "onnxruntime",
            "openvino": "openvino"}
@@ -125,13 +129,19 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 # -- x86: the verdict ----------------------------------------------------------------------------------------
-def gate_for(scale: float | None) -> "Gate":
-    """The ARM64 gate in the shared comparator's terms: max |diff| within the fp32 export gate (int8: one
-    output quantization step), and top-1 identical on every image (agreement 100%, no near ties)."""
+def tolerance_for(scale: float | None) -> float:
+    """max |diff| allowed: the fp32 export gate's, or (int8) one output quantization step."""
     from edgexfer.export.formats import FP32_GATE
+
+    return scale if scale else FP32_GATE.max_abs_diff
+
+
+def gate_for(scale: float | None) -> "Gate":
+    """The ARM64 gate in the shared comparator's terms: max |diff| within `tolerance_for` (plus float slack for
+    a difference of exactly one step), and top-1 identical on every image (agreement 100%, no near ties)."""
     from edgexfer.parity import Gate
 
-    return Gate(max_abs_diff=(scale if scale else FP32_GATE.max_abs_diff) * (1 + 1e-6), min_agreement=100.0)
+    return Gate(max_abs_diff=tolerance_for(scale) * (1 + 1e-6), min_agreement=100.0)
 
 
 def agreement(ref: np.ndarray, emu: np.ndarray, labels: np.ndarray, scale: float | None) -> dict:
@@ -143,7 +153,7 @@ def agreement(ref: np.ndarray, emu: np.ndarray, labels: np.ndarray, scale: float
     known = labels >= 0
     result = compare(ref, emu, np.where(known, labels, ref.argmax(1)), gate)
     m = result.metrics
-    row = {"n": m["n"], "max_abs_diff": m["max_abs_diff"], "tolerance": scale if scale else gate.max_abs_diff,
+    row = {"n": m["n"], "max_abs_diff": m["max_abs_diff"], "tolerance": tolerance_for(scale),
            "top1_agreement_pct": round(m["agreement"], 4), "top1_differences": m["flips"],
            "accuracy_x86_pct": round(100.0 * top1_accuracy(ref[known], labels[known]), 4) if known.any() else None,
            "accuracy_arm64_pct": round(100.0 * top1_accuracy(emu[known], labels[known]), 4) if known.any() else None}
@@ -165,7 +175,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         results[name].update(x86=ref_meta["ran"][name], arm64=emu_meta["ran"][name])
     passed = all(r["passed"] for r in results.values())
     report = {"what": "edgexfer.runtime on aarch64 (qemu-user, QEMU_CPU=cortex-a72) against x86, same inputs",
-              "passed": passed, "gates": {"fp32_max_abs_diff": gate_for(None).max_abs_diff,
+              "passed": passed, "gates": {"fp32_max_abs_diff": tolerance_for(None),
                                           "int8_max_abs_diff": "one output quantization step",
                                           "top1": "identical on every image"},
               "images": len(ref["inputs"]), "results": results, "host": machine_record(),

@@ -38,8 +38,7 @@ class ExportSettings:
     children: list[dict[str, Any]] = field(default_factory=list)  # one stats record per conversion child
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        return {k: v for k, v in out.items() if v not in (None, {}) or k in ("max_drop", "parity_samples")}
+        return asdict(self)
 
 
 @dataclass

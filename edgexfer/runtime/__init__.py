@@ -100,8 +100,7 @@ def open_artifact(root: str | os.PathLike, artifact: Artifact, *, labels: list[s
     main_file = checked_files(root, artifact, verify)
     chosen = select.resolve_backend(artifact.format, backend, device)
     runner = _open(main_file, chosen, dict(options or {}), dict(device=device, threads=threads, fallback=False))
-    manifest = Manifest(name=root.name, labels=list(labels), input=input_spec, preprocessing={})
-    return _model(runner, manifest, artifact, "artifact", dict(options or {}))
+    return _model(runner, None, artifact, "artifact", dict(options or {}), described=(list(labels), input_spec))
 
 
 def _cpu_instead(source: Source, runner: Runner, choice: select.Choice, options: dict[str, Any],
@@ -152,10 +151,14 @@ def _open(model_file: Any, backend: str, options: dict[str, Any], settings: dict
 
 
 def _model(runner: Runner, manifest: Manifest | None, artifact: Artifact | None, rule: str,
-           options: dict[str, Any], family: str = "") -> Model:
+           options: dict[str, Any], family: str = "",
+           described: tuple[list[str], InputSpec] | None = None) -> Model:
+    """The Model over an activated runner; labels and input spec from the manifest, from `described` (an
+    artifact opened without one), else read from the engine."""
     try:
-        spec = manifest.input if manifest else _infer_spec(runner)
-        labels = manifest.labels if manifest else _infer_labels(runner)
+        if described is None and manifest is not None:
+            described = (manifest.labels, manifest.input)
+        labels, spec = described if described else (_infer_labels(runner), _infer_spec(runner))
         _check_engine(runner, spec, labels)
     except Exception:
         runner.close()

@@ -113,6 +113,9 @@ def test_uint8_io_and_fallback_ladder(shared_run, tmp_path):
     assert {np.dtype(d).name for d in _io_dtypes(result.bundle / artifact.main_file)} == expected
     assert artifact.input_quant.dtype in expected
     assert "int8 fallback ladder" in (result.bundle / "parity.md").read_text()
+    from edgexfer.manifest import verify_bundle
+
+    assert verify_bundle(result.bundle) == []  # the kept variant's record agrees with its own numbers
     from edgexfer.runtime import load
 
     with pytest.raises(UserError):  # the runtime refuses a failed artifact unless forced

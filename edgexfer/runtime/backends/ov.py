@@ -81,15 +81,13 @@ class OpenVinoLoader(Loader):
     def _load(self) -> Engine:
         ov = require("openvino", purpose="the openvino backend", extra="cpu")
         core = ov.Core()
-        ov_device, device = self._resolve_device(core)
+        ov_device = self._resolve_device(core)
         try:
             model = self._read(ov, core)
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses for unreadable IR/ONNX
             raise self.corrupt(exc) from exc
         model, fixed = _dynamic_batch(ov, model)
         engine = OpenVinoModel(self, ov, core, model, ov_device)
-        if device is not None:
-            engine.device = device
         latency = engine.compile("LATENCY")
         details = {"ov_device": engine.ov_device, "threads": self.threads or "default",
                    "inference_precision": _type_name(latency.get_property("INFERENCE_PRECISION_HINT")),
@@ -104,18 +102,19 @@ class OpenVinoLoader(Loader):
             return core.read_model(str(source.path))
         return core.read_model(source.content, source.weights or b"")
 
-    def _resolve_device(self, core: Any) -> tuple[str, str | None]:
-        """The OpenVINO device string, and the edgexfer device name when a fallback already decided it."""
+    def _resolve_device(self, core: Any) -> str:
+        """The OpenVINO device string ("CPU" after a fallback the loader allowed)."""
         requested = str(self.requested_device)
         ov_device = requested if requested.isupper() else _DEVICES.get(requested.lower())
         if ov_device is None:
-            return _DEVICES[self.check_device_name()], None  # raises DeviceError or falls back to "cpu"
+            return _DEVICES[self.check_device_name()]  # raises DeviceError or falls back to "cpu"
         base = ov_device.split(":")[0].split(".")[0]
         available = core.available_devices
         if base in _VIRTUAL or any(d.split(".")[0] == base for d in available):
-            return ov_device, None
-        return "CPU", self.device_unavailable(
-            f"OpenVINO device {ov_device!r} is not available on this machine (available: {available}).")
+            return ov_device
+        self.device_unavailable(f"OpenVINO device {ov_device!r} is not available on this machine "
+                                f"(available: {available}).")  # raises unless fallback=True
+        return "CPU"
 
 
 @register
