@@ -15,14 +15,12 @@ from typing import Any, Callable
 
 from edgexfer.errors import UserError
 from edgexfer.manifest import sha256_file
-from edgexfer.train.registry import (  # noqa: F401  (the registry's names, served from here)
+from edgexfer.train.registry import (  # noqa: F401  (DEFAULT_BACKBONE, PREPROCESS_PREFIX: served from here too)
     _REGISTRY,
     DEFAULT_BACKBONE,
     PREPROCESS_PREFIX,
     BackboneSpec,
-    Builder,
     BuiltBackbone,
-    LocalWeights,
     normalize_size,
     register,
 )

@@ -478,7 +478,7 @@ def test_cli_info_and_predict_on_a_malformed_manifest_print_one_line(bundle_copy
         assert proc.returncode == 2 and proc.stdout == "", proc.stderr
         assert proc.stderr.startswith("Error: ") and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     if case not in ("list", "string", "null", "utf16"):
-        assert f"`artifacts.onnx.files" in proc.stderr or "`labels`" in proc.stderr or "sha256" in proc.stderr
+        assert "`artifacts.onnx.files" in proc.stderr or "`labels`" in proc.stderr or "sha256" in proc.stderr
 
 
 @pytest.mark.parametrize("case", ["bomb", "damaged"])
