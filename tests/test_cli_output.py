@@ -272,3 +272,16 @@ def test_export_reports_each_artifact_on_a_line(shared_run, tmp_path):
     assert steps[-1].startswith("export [6/6] ") and "\r" not in proc.stderr
     assert "artifact" in proc.stdout.splitlines()[0]  # the parity table stays on stdout
     assert_no_engine_noise(proc.stdout, proc.stderr)
+
+
+def test_a_warning_is_one_line_and_the_command_still_runs(shared_bundle, photo):
+    """A backend module named in EDGEXFER_BACKENDS that does not import: one "Warning:" line, no file:line
+    and source line from Python's default warning format, and the built-in backends still predict."""
+    env = {**_env(), "EDGEXFER_BACKENDS": "no_such_backend_module"}
+    proc = subprocess.run([sys.executable, "-m", "edgexfer", "predict", str(shared_bundle), str(photo), "--format",
+                           "onnx"], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    warned = [line for line in proc.stderr.splitlines() if "no_such_backend_module" in line]
+    assert len(warned) == 1 and warned[0].startswith("Warning: EDGEXFER_BACKENDS"), proc.stderr
+    assert "RuntimeWarning" not in proc.stderr and ".py:" not in proc.stderr, proc.stderr
+    assert proc.stdout.count("\t") >= 2  # the photo's line: path, label, score

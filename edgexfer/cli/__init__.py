@@ -7,6 +7,7 @@ one-line message and the error's exit code; only real bugs show a traceback.
 from __future__ import annotations
 
 import importlib
+import warnings
 import sys
 
 import click
@@ -56,13 +57,21 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context):  # noqa: D401 - click API
         _terminate_like_interrupt()
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():  # restored after the command (CliRunner runs many in one process)
+                warnings.showwarning = _show_warning
+                return super().invoke(ctx)
         except EdgexferError as exc:
             click.secho(f"Error: {exc}", err=True, fg="red")
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt as exc:
             click.echo("Terminated." if isinstance(exc, Terminated) else "Interrupted.", err=True)
             ctx.exit(143 if isinstance(exc, Terminated) else 130)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: object = None, line: str | None = None) -> None:
+    """A warning as the CLI's one line ("Warning: ..."), not Python's file:line plus a line of source."""
+    click.secho(f"Warning: {message}", err=True, fg="yellow")
 
 
 class Terminated(KeyboardInterrupt):
