@@ -13,8 +13,11 @@ say() { printf '[wheel-check] %s\n' "$*"; }
 say "building the wheel"
 "$python" -m pip wheel -q --no-deps "$repo" -w "$work/dist"
 wheel=$(ls "$work"/dist/edgexfer-*.whl)
-unzip -l "$wheel" | grep -q "edgexfer/_models/digits_mnv3s/backbone.weights.h5" \
-  || { echo "the wheel carries no shipped backbone weights" >&2; exit 1; }
+# The listing goes to a file first: `unzip -l | grep -q` under pipefail fails now and then (grep exits at the
+# match, unzip gets SIGPIPE on its next write; 5 of 200 tries here), and that failed a CI run.
+unzip -l "$wheel" > "$work/listing"
+grep -q "edgexfer/_models/digits_mnv3s/backbone.weights.h5" "$work/listing" \
+  || { echo "the wheel carries no shipped backbone weights ($wheel)" >&2; exit 1; }
 
 say "installing $(basename "$wheel")[train,cpu] into an empty venv"
 "$python" -m venv "$work/venv"

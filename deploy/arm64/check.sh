@@ -33,7 +33,7 @@ apt_mirror() {
   awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null
   awk '$1 == "deb" && $2 !~ /security/ && $2 !~ /^\[/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null
 }
-MIRROR="${MIRROR:-$(apt_mirror | head -1)}"
+MIRROR="${MIRROR:-$(apt_mirror | sed -n 1p)}"  # sed reads all: `head` under pipefail can SIGPIPE
 NICE=(nice -n 19 ionice -c 3)
 
 # pip matches only the platform tags it is given: every manylinux_2_N up to bookworm's glibc 2.36.
