@@ -23,9 +23,17 @@ def test_every_subpackage_is_listed():
 
 
 def test_shipped_weights_are_package_data():
-    patterns = PYPROJECT["tool"]["setuptools"]["package-data"]["edgexfer._models"]
-    shipped = [p for p in (ROOT / "models").rglob("*") if p.is_file()]
-    assert shipped and all(any(p.relative_to(ROOT / "models").match(pat) for pat in patterns) for p in shipped)
+    """Each models/ folder is its own data package: listed in packages (else setuptools warns that it is
+    'absent from the packages configuration') and with every file it holds matched by its package-data."""
+    folders = [p for p in (ROOT / "models").iterdir() if p.is_dir()]
+    assert folders
+    for folder in folders:
+        package = f"edgexfer._models.{folder.name}"
+        assert package in PYPROJECT["tool"]["setuptools"]["packages"], f"list {package} in [tool.setuptools]"
+        patterns = PYPROJECT["tool"]["setuptools"]["package-data"][package]
+        files = [p for p in folder.rglob("*") if p.is_file()]
+        unmatched = [p.name for p in files if not any(p.relative_to(folder).match(pat) for pat in patterns)]
+        assert files and not unmatched, f"{package}: files no package-data pattern ships: {unmatched}"
 
 
 def _names(requirements: list[str]) -> list[str]:
