@@ -50,7 +50,7 @@ from edgexfer.manifest import Artifact, InputSpec, Manifest, resolve_inside, ver
 from edgexfer.runtime import backends, select
 from edgexfer.runtime.backends.base import Runner
 from edgexfer.runtime.model import ImageFailure, Model
-from edgexfer.runtime.source import FAMILY_BY_SUFFIX, Source, open_source
+from edgexfer.runtime.source import Source, open_source
 
 __all__ = ["load", "open_artifact", "Model", "ImageFailure", "backends", "list_backends"]
 
@@ -61,7 +61,8 @@ _OV_PRECISION_NAMES = {"bf16": "bf16", "f16": "fp16", "fp16": "fp16", "f32": "fp
 def load(path: str | os.PathLike, *, format: str | None = None, backend: str = "auto", device: str = "auto",
          threads: int | None = None, verify: bool = True, fallback: bool = False, allow_failed: bool = False,
          options: dict[str, Any] | None = None) -> Model:
-    """Open a bundle directory, a bundle .zip or one .onnx/.tflite/.xml file for inference.
+    """Open a bundle directory, a bundle .zip or one model file (.onnx/.tflite/.xml, or a suffix a plugin
+    backend declares) for inference.
 
     format: artifact name in the bundle (None: the rule in this module's docstring). backend: "auto" or a
     name from `list_backends()`. device: "auto", "cpu", "cuda", "tensorrt", "gpu", "npu", or an OpenVINO
@@ -117,7 +118,7 @@ def _cpu_instead(source: Source, runner: Runner, choice: select.Choice, options:
 
 def _load_file(source: Source, format: str | None, backend: str, verify: bool, allow_failed: bool,
                options: dict[str, Any], settings: dict[str, Any]) -> Model:
-    family = FAMILY_BY_SUFFIX[source.file.suffix.lower()]
+    family = backends.family_by_suffix()[source.file.suffix.lower()]
     artifact = source.artifact
     name = artifact.name if artifact else family
     if format is not None and format != name:

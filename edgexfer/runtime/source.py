@@ -25,9 +25,8 @@ from edgexfer._env import env_number
 from edgexfer.cache import cache_dir
 from edgexfer.errors import IntegrityError, UnsafeBundleError, UserError
 from edgexfer.manifest import MANIFEST_FILE, Artifact, Manifest, sha256_file
+from edgexfer.runtime.backends import family_by_suffix
 
-#: model file suffix -> artifact family
-FAMILY_BY_SUFFIX = {".onnx": "onnx", ".tflite": "tflite", ".xml": "openvino"}
 _COMPLETE = ".edgexfer-complete"
 
 
@@ -41,19 +40,20 @@ class Source:
 
 def open_source(path: str | os.PathLike) -> Source:
     p = Path(path).expanduser()
+    model_suffixes = family_by_suffix()  # from the backend registry: a plugin's new family is included
     if not p.exists():
         raise UserError(f"Expected a bundle directory, a bundle .zip or a model file "
-                        f"({', '.join(FAMILY_BY_SUFFIX)}). Received: {path} (not found).")
+                        f"({', '.join(model_suffixes)}). Received: {path} (not found).")
     if p.is_dir():
         return Source(p, Manifest.load(p))
     suffix = p.suffix.lower()
     if suffix == ".zip":
         root = extract_bundle_zip(p)
         return Source(root, Manifest.load(root))
-    if suffix in FAMILY_BY_SUFFIX:
+    if suffix in model_suffixes:
         return _single_file(p)
     raise UserError(f"Expected a bundle directory, a .zip or a model file with suffix "
-                    f"{['.zip', *FAMILY_BY_SUFFIX]}. Received: {path}.")
+                    f"{['.zip', *model_suffixes]}. Received: {path}.")
 
 
 def _single_file(p: Path) -> Source:

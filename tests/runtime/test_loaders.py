@@ -78,3 +78,84 @@ def test_a_source_needs_a_file_or_bytes(tmp_path):
         ModelSource.of(3)
     with pytest.raises(NotImplementedError):
         Loader(b"x")()
+
+
+# -- a backend that brings a new artifact family ------------------------------------------------------------
+class _LinearLoader(Loader):
+    """A made-up family: a .linear file holding one float32 matrix (np.save), the weights of x -> x @ W."""
+
+    def _load(self):
+        from edgexfer.runtime.backends import Engine
+
+        self.check_device_name()
+        try:
+            import io
+
+            data = self.source.content if self.source.content is not None else self.source.path.read_bytes()
+            weights = np.load(io.BytesIO(data), allow_pickle=False)
+        except Exception as exc:  # not an .npy payload
+            raise self.corrupt(exc) from exc
+        return Engine(weights, "cpu", {"engine": "numpy matmul"})
+
+
+class _LinearRunner(backends.Runner):
+    name = "linear-test"
+    families = ("linear",)
+    suffixes = {".linear": "linear"}
+    engine_modules = ("numpy",)
+    loader = _LinearLoader
+
+    def _activate_impl(self) -> None:
+        from edgexfer.runtime.backends import TensorInfo
+
+        self._w = self._load().handle
+        self.input = TensorInfo("x", (None, 2, 2, 3), np.dtype(np.float32))
+        self.output = TensorInfo("y", (None, self._w.shape[1]), np.dtype(np.float32))
+
+    def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        return batch.reshape(len(batch), -1) @ self._w
+
+
+@pytest.fixture
+def linear_backend():
+    from edgexfer.runtime.backends import registry
+
+    backends.register(_LinearRunner)
+    yield _LinearRunner
+    registry._REGISTRY.pop(_LinearRunner.name, None)
+
+
+def test_a_new_family_brings_its_file_suffix(linear_backend, tmp_path):
+    """load(path) of a lone model file accepts a suffix only a plugin backend declares: nothing in
+    edgexfer names it (the backend's one module and its @register are all it takes)."""
+    from edgexfer.runtime import load
+
+    assert backends.family_by_suffix()[".linear"] == "linear"
+    weights = np.random.default_rng(0).standard_normal((12, 4)).astype(np.float32)
+    with open(tmp_path / "model.linear", "wb") as f:
+        np.save(f, weights)
+    with load(tmp_path / "model.linear") as model:
+        assert model.backend == "linear-test" and model.format == "linear" and model.labels == ["0", "1", "2", "3"]
+        x = np.random.default_rng(1).integers(0, 256, (5, 2, 2, 3)).astype(np.float32)
+        np.testing.assert_allclose(model.predict(x), x.reshape(5, -1) @ weights, rtol=1e-5)
+
+
+def test_without_the_backend_the_suffix_is_refused(tmp_path):
+    from edgexfer.runtime import load
+
+    (tmp_path / "model.linear").write_bytes(b"\x93NUMPY")
+    with pytest.raises(UserError, match=r"\.onnx.*\.tflite|\.tflite.*\.onnx"):
+        load(tmp_path / "model.linear")
+
+
+@pytest.mark.parametrize("suffixes", [{".linear": "other"}, {"linear": "linear"}, {".LIN": "linear"}])
+def test_register_refuses_suffixes_for_families_it_does_not_run(suffixes):
+    bad = type("Bad", (_LinearRunner,), {"name": "bad-test", "suffixes": suffixes})
+    with pytest.raises(TypeError, match="suffixes"):
+        backends.register(bad)
+    assert "bad-test" not in backends.list_backends()
+
+
+def test_built_in_suffixes():
+    assert {s: f for s, f in backends.family_by_suffix().items() if s in (".onnx", ".tflite", ".xml")} == {
+        ".onnx": "onnx", ".tflite": "tflite", ".xml": "openvino"}

@@ -13,6 +13,7 @@ from edgexfer.runtime.backends.registry import (
     PLUGINS_ENV,
     backends_for,
     families,
+    family_by_suffix,
     get,
     is_available,
     list_backends,
@@ -25,5 +26,5 @@ from edgexfer.runtime.backends.registry import (
 load_plugins()
 
 __all__ = ["Engine", "Loader", "ModelSource", "Runner", "TensorInfo", "register", "get", "list_backends",
-           "families", "backends_for", "is_available", "require_available", "open_runner", "load_plugins",
+           "families", "family_by_suffix", "backends_for", "is_available", "require_available", "open_runner", "load_plugins",
            "PLUGINS_ENV"]

@@ -169,6 +169,8 @@ class Runner:
 
     name: ClassVar[str] = ""
     families: ClassVar[tuple[str, ...]] = ()  # artifact families this backend runs
+    #: model file suffix -> family, for the families this backend can open from a lone file (load(path))
+    suffixes: ClassVar[dict[str, str]] = {}
     engine_modules: ClassVar[tuple[str, ...]] = ()  # importable modules, any of which provides the engine
     extra: ClassVar[str] = "cpu"  # pip extra that installs the engine
     devices: ClassVar[tuple[str, ...]] = ("cpu",)  # edgexfer device names the backend understands

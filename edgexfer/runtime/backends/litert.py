@@ -78,6 +78,7 @@ class LiteRTLoader(Loader):
 class LiteRTRunner(Runner):
     name = "litert"
     families = ("tflite",)
+    suffixes = {".tflite": "tflite"}
     engine_modules = ("ai_edge_litert", "tflite_runtime")
     extra = "cpu"
     devices = ("cpu",)

@@ -120,6 +120,7 @@ class OnnxSessionLoader(Loader):
 class OnnxRuntimeRunner(Runner):
     name = "onnxruntime"
     families = ("onnx",)
+    suffixes = {".onnx": "onnx"}
     engine_modules = ("onnxruntime",)
     extra = "cpu"
     devices = ("cpu", "cuda", "tensorrt")

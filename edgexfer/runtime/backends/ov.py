@@ -121,6 +121,7 @@ class OpenVinoLoader(Loader):
 class OpenVinoRunner(Runner):
     name = "openvino"
     families = ("openvino", "onnx")
+    suffixes = {".xml": "openvino", ".onnx": "onnx"}
     engine_modules = ("openvino",)
     extra = "cpu"
     devices = ("cpu", "gpu", "npu")

@@ -30,6 +30,10 @@ def register(cls: type[Runner]) -> type[Runner]:
         raise TypeError(f"{cls.__name__} must set name, families and engine_modules")
     if cls.loader is Loader:
         raise TypeError(f"{cls.__name__} must set `loader` to its own Loader subclass")
+    bad = {s: f for s, f in cls.suffixes.items() if f not in cls.families or not s.startswith(".") or s != s.lower()}
+    if bad:
+        raise TypeError(f"{cls.__name__}.suffixes must map lower-case '.suffix' to one of its families "
+                        f"{cls.families}; received {bad}")
     cls.loader.backend, cls.loader.devices = cls.name, cls.devices
     _REGISTRY[cls.name] = cls
     return cls
@@ -55,6 +59,16 @@ def families(name: str) -> tuple[str, ...]:
 def backends_for(family: str, available_only: bool = False) -> list[str]:
     """Backends able to run `family`, in preference order."""
     return [n for n in list_backends(available_only) if family in _REGISTRY[n].families]
+
+
+def family_by_suffix() -> dict[str, str]:
+    """Model file suffix -> artifact family, over every registered backend: what `load(path)` of a lone
+    model file accepts. A backend that brings a new family brings its suffix with it."""
+    found: dict[str, str] = {}
+    for cls in _REGISTRY.values():
+        for suffix, family in cls.suffixes.items():
+            found.setdefault(suffix, family)
+    return found
 
 
 def is_available(name: str) -> bool:
