@@ -159,3 +159,26 @@ def test_register_refuses_suffixes_for_families_it_does_not_run(suffixes):
 def test_built_in_suffixes():
     assert {s: f for s, f in backends.family_by_suffix().items() if s in (".onnx", ".tflite", ".xml")} == {
         ".onnx": "onnx", ".tflite": "tflite", ".xml": "openvino"}
+
+
+def test_predict_cli_on_a_lone_file_of_the_new_family(linear_backend, tmp_path):
+    """As a stranger tried it: `edgexfer predict model.linear photos/` with a plugin backend, a folder of
+    photos with a 0-byte and a non-image .jpg: each bad file gets its one error line, the good ones a label."""
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from edgexfer.cli import main
+
+    with open(tmp_path / "model.linear", "wb") as f:
+        np.save(f, np.random.default_rng(0).standard_normal((12, 4)).astype(np.float32))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((9, 7, 3), 40 * i, np.uint8)).save(photos / f"p{i}.png")
+    (photos / "empty.jpg").write_bytes(b"")
+    (photos / "text.jpg").write_text("not an image")
+    result = CliRunner().invoke(main, ["predict", str(tmp_path / "model.linear"), str(photos)])
+    assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+    good = [line for line in result.stdout.splitlines() if line.startswith(str(photos))]
+    assert len(good) == 3 and all(line.split("\t")[1] in {"0", "1", "2", "3"} for line in good), result.output
+    assert "empty.jpg" in result.output and "text.jpg" in result.output and "2 of 5 images" in result.output
