@@ -118,7 +118,7 @@ def _cpu_instead(source: Source, runner: Runner, choice: select.Choice, options:
 
 def _load_file(source: Source, format: str | None, backend: str, verify: bool, allow_failed: bool,
                options: dict[str, Any], settings: dict[str, Any]) -> Model:
-    family = backends.family_by_suffix()[source.file.suffix.lower()]
+    family = source.family
     artifact = source.artifact
     name = artifact.name if artifact else family
     if format is not None and format != name:

@@ -36,6 +36,7 @@ class Source:
     manifest: Manifest | None
     file: Path | None = None  # set when the user pointed at one model file
     artifact: Artifact | None = None  # the manifest's entry for `file`, when it has one
+    family: str = ""  # the artifact family of `file`, from its suffix (the backends' `suffixes`)
 
 
 def open_source(path: str | os.PathLike) -> Source:
@@ -51,20 +52,20 @@ def open_source(path: str | os.PathLike) -> Source:
         root = extract_bundle_zip(p)
         return Source(root, Manifest.load(root))
     if suffix in model_suffixes:
-        return _single_file(p)
+        return _single_file(p, model_suffixes[suffix])
     raise UserError(f"Expected a bundle directory, a .zip or a model file with suffix "
                     f"{['.zip', *model_suffixes]}. Received: {path}.")
 
 
-def _single_file(p: Path) -> Source:
+def _single_file(p: Path, family: str) -> Source:
     """A model file; labels, input spec and checksums come from a manifest in its folder or the parent."""
     for root in (p.parent, p.parent.parent):
         if (root / MANIFEST_FILE).is_file():
             manifest = Manifest.load(root)
             rel = p.relative_to(root).as_posix()  # lexical: a link is checked when the file is opened
             match = next((a for a in manifest.artifacts.values() if a.files and a.main_file == rel), None)
-            return Source(root, manifest, file=p, artifact=match)
-    return Source(None, None, file=p)
+            return Source(root, manifest, file=p, artifact=match, family=family)
+    return Source(None, None, file=p, family=family)
 
 
 # -- zip bundles -----------------------------------------------------------------------------------
