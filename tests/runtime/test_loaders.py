@@ -182,3 +182,33 @@ def test_predict_cli_on_a_lone_file_of_the_new_family(linear_backend, tmp_path):
     good = [line for line in result.stdout.splitlines() if line.startswith(str(photos))]
     assert len(good) == 3 and all(line.split("\t")[1] in {"0", "1", "2", "3"} for line in good), result.output
     assert "empty.jpg" in result.output and "text.jpg" in result.output and "2 of 5 images" in result.output
+
+
+def test_a_runner_subclassing_a_built_in_one_leaves_it_alone():
+    """register binds the backend's name and devices to its loader class: a plugin that subclasses the
+    onnxruntime runner (inheriting its loader) must not rename onnxruntime or take CUDA away from it."""
+    from edgexfer.runtime.backends import registry
+
+    ort = backends.get("onnxruntime")
+    mine = type("MyOrt", (ort,), {"name": "my-ort-test", "devices": ("cpu",)})
+    try:
+        backends.register(mine)
+        assert ort.loader.backend == "onnxruntime" and "cuda" in ort.loader.devices
+        assert mine.loader.backend == "my-ort-test" and mine.loader.devices == ("cpu",)
+        assert issubclass(mine.loader, ort.loader)
+    finally:
+        registry._REGISTRY.pop("my-ort-test", None)
+
+
+@pytest.mark.parametrize("backend", backends.list_backends(available_only=True))
+def test_close_releases_the_engine(backend, shared_bundle):
+    """After close() the runner holds nothing of what its loader made (the engine is freed, not kept alive
+    by a copy of the handle)."""
+    manifest = Manifest.load(shared_bundle)
+    name = next(a.name for a in manifest.artifacts.values() if a.format in backends.families(backend))
+    runner = backends.open_runner(backend, shared_bundle / manifest.artifacts[name].main_file, device="cpu")
+    made = runner._loader()  # the same kind of engine activation made: what must not be held after close
+    held_before = {type(v).__name__ for v in vars(runner).values() if type(v) is type(made.handle)}
+    runner.close()
+    held_after = [k for k, v in vars(runner).items() if type(v) in (type(made.handle), type(made))]
+    assert held_before and not held_after, (held_before, held_after)

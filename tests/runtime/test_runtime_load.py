@@ -148,7 +148,7 @@ def test_single_file_without_manifest(bundle_dir, tmp_path, artifact_name, manif
 
 # -- missing engines -----------------------------------------------------------------------------------------
 def test_missing_engine_names_extra(bundle_dir, monkeypatch):
-    monkeypatch.setattr(backends.registry, "_find_spec", lambda module: False)
+    monkeypatch.setattr(backends.registry, "available", lambda module: False)
     assert backends.list_backends(available_only=True) == []
     with pytest.raises(MissingDependencyError, match=r"edgexfer\[cpu\]"):
         load(bundle_dir, format="onnx")

@@ -189,7 +189,6 @@ class Runner:
         self.source = self._loader.source
         self.threads = self._loader.threads
         self.options = self._loader.options
-        self.engine: Engine | None = None
         self.device: str | None = None  # the device really used, set on activation
         self.input: TensorInfo | None = None
         self.output: TensorInfo | None = None
@@ -208,14 +207,13 @@ class Runner:
     def activate(self) -> "Runner":
         if self.is_active:
             return self
-        self.source.check()
-        self._activate_impl()
+        self._activate_impl()  # its _load() goes through the loader, which checks the source
         self.is_active = True
         return self
 
     def _load(self) -> Engine:
         """Ask the loader for the engine and adopt what it decided (device, fixed batch, details)."""
-        engine = self.engine = self._loader()
+        engine = self._loader()  # not kept here: the backend holds the handle, and drops it in _close_impl
         self.device, self.fixed_batch = engine.device, engine.fixed_batch
         self.details = dict(engine.details)
         return engine

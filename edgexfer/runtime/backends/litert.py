@@ -86,7 +86,7 @@ class LiteRTRunner(Runner):
     loader = LiteRTLoader
 
     def _activate_impl(self) -> None:
-        self._new_interpreter: InterpreterFactory = self._load().handle
+        self._new_interpreter: InterpreterFactory | None = self._load().handle
         self._cache_size = int(self.options.get("max_cached_batch_sizes", 4))
         self._local = threading.local()
         probe = self._new_interpreter.probe
@@ -133,6 +133,7 @@ class LiteRTRunner(Runner):
 
     def _close_impl(self) -> None:
         self._local = threading.local()
+        self._new_interpreter = None
 
 
 def _tensor(detail: dict[str, Any]) -> TensorInfo:

@@ -129,7 +129,7 @@ class OpenVinoRunner(Runner):
     loader = OpenVinoLoader
 
     def _activate_impl(self) -> None:
-        self._engine: OpenVinoModel = self._load().handle
+        self._engine: OpenVinoModel | None = self._load().handle
         self._ov, self._model = self._engine.ov, self._engine.model
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -217,7 +217,7 @@ class OpenVinoRunner(Runner):
 
     def _close_impl(self) -> None:
         self._local = threading.local()
-        self._latency = self._throughput = self._model = None
+        self._engine = self._latency = self._throughput = self._model = None
         self._static = OrderedDict()
 
 

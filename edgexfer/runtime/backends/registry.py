@@ -4,7 +4,7 @@ in (`open_runner`: a source -> the backend's loader -> its runner, activated).
 A backend is one module holding a `Loader` and a `Runner` subclass, the runner decorated with `@register`
 (its `loader` class attribute names the loader). Backend modules import their engine only inside methods, so
 importing the registry (and listing or checking backends) never loads onnxruntime, OpenVINO or LiteRT.
-Availability is checked with `importlib.util.find_spec`.
+Availability is checked with `edgexfer._deps.available` (find_spec, nothing imported).
 
 Registration order is the preference order when several backends can run a family (onnx: onnxruntime first,
 then openvino). Backends outside edgexfer register the same way: name their modules in EDGEXFER_BACKENDS
@@ -13,10 +13,10 @@ then openvino). Backends outside edgexfer register the same way: name their modu
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 from typing import Any
 
+from edgexfer._deps import available
 from edgexfer.errors import MissingDependencyError, UserError
 from edgexfer.runtime.backends.base import Loader, ModelSource, Runner, warn_once
 
@@ -34,6 +34,10 @@ def register(cls: type[Runner]) -> type[Runner]:
     if bad:
         raise TypeError(f"{cls.__name__}.suffixes must map lower-case '.suffix' to one of its families "
                         f"{cls.families}; received {bad}")
+    if cls.loader.backend and cls.loader.backend != cls.name:
+        # A loader class another backend already uses (a runner subclassing a built-in one inherits its
+        # loader): bind a subclass of it, so that naming this backend never renames the other one.
+        cls.loader = type(cls.loader.__name__, (cls.loader,), {"__module__": cls.__module__})
     cls.loader.backend, cls.loader.devices = cls.name, cls.devices
     _REGISTRY[cls.name] = cls
     return cls
@@ -73,7 +77,7 @@ def family_by_suffix() -> dict[str, str]:
 
 def is_available(name: str) -> bool:
     """True when one of the backend's engine modules can be imported (checked without importing it)."""
-    return any(_find_spec(m) for m in get(name).engine_modules)
+    return any(available(m) for m in get(name).engine_modules)
 
 
 def require_available(name: str) -> None:
@@ -107,9 +111,3 @@ def load_plugins(env: str = PLUGINS_ENV) -> list[str]:
         loaded.append(module)
     return loaded
 
-
-def _find_spec(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
