@@ -16,9 +16,9 @@ set larger than the training set would leak labels; without one stage 1 uses its
 - `raw_pixels`: a logistic regression on standardised raw pixels at RAW_SIZE px, fitted to convergence.
 
 Then the k=10 seed-0 `efficientnet_lite0` model is exported to every format (`edgexfer.export.export`, parity
-on the test split) and each artifact's accuracy, accuracy drop and parity verdict are reported. Export needs a
-validation split (NNCF's accuracy control for openvino-int8: a run without one fails with DataError), so this
-model is trained with the builtin's default validation split (15% of the training images, labels used for the
+on the test split) and each artifact's accuracy, accuracy drop and parity verdict are reported. The model
+keeps a validation split (for NNCF's accuracy-control rung of openvino-int8; without one that rung is left
+out of the ladder), so it is trained with the builtin's default validation split (15% of the training images, labels used for the
 L2 choice) and the same 10 labelled training images per class, seed 0: `edgexfer train builtin:textures
 --labels-per-class 10` with the defaults; its own test accuracy is reported next to the table's. Timing is not
 the point here (the machine may be busy); the seconds are recorded only to size the run.

@@ -98,7 +98,8 @@ def reference(job: Job) -> dict[str, Any]:
     return {"files": [], "details": {"shape": list(probs.shape)}}
 
 
-def calibration_images(job: Job, count: int | None = None) -> np.ndarray:
-    """The first `count` calibration images (uint8 RGB; cast each to float32 0..255 as at inference)."""
+def calibration_images(job: Job) -> np.ndarray:
+    """The variant's calibration images, the first `calibration_count` of the pool (uint8 RGB; cast each to
+    float32 0..255 as at inference)."""
     x = np.load(job.calibration, mmap_mode="r")
-    return x[: count or job.options.calibration_count]
+    return x[: job.options.calibration_count]

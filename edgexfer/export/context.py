@@ -75,9 +75,9 @@ class ExportContext:
             **changes: Any) -> Job:
         """The job a conversion child runs for `spec` (a ladder variant when `step` is given)."""
         record, files = self.record, self.files
-        options = spec.converter_options(step).with_(
-            calibration_samples=self.settings.calibration_samples, int8_io=self.settings.int8_io,
-            max_drop=self.settings.max_drop, **changes)
+        settings = {"calibration_samples": self.settings.calibration_samples, "int8_io": self.settings.int8_io,
+                    "max_drop": self.settings.max_drop}
+        options = spec.converter_options(step).with_(settings, **changes)  # a rung's changes win
         name = name or spec.name
         return Job(
             name=name, converter=spec.converter, model=str(self.run_dir / MODEL_FILE), out_dir=str(self.root / name),

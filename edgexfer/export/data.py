@@ -16,11 +16,14 @@ from edgexfer.errors import DataError
 SEED = 0
 
 
-def _split(record: Any, split: str, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def _split(record: Any, split: str, size: tuple[int, int], required: bool = True) -> Any:
+    """(x uint8, y int64) of a recorded split; an empty one is a DataError, or None when not `required`."""
     from edgexfer.data import load_split
 
     x, y = load_split(record.data, split, size)
     x, y = np.asarray(x), np.asarray(y).astype(np.int64)
+    if len(x) == 0 and not required:
+        return None
     if len(x) == 0:
         raise DataError(f"The run's {split} split is empty; export needs real {split} images.")
     return x.astype(np.uint8, copy=False), y
@@ -46,5 +49,6 @@ def calibration_images(record: Any, size: tuple[int, int], n: int) -> np.ndarray
     return np.ascontiguousarray(x[order])
 
 
-def validation_images(record: Any, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    return _split(record, "val", size)
+def validation_images(record: Any, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The run's validation split, or None when it has none (a k-shot run): accuracy control is then off."""
+    return _split(record, "val", size, required=False)

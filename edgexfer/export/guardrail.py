@@ -19,7 +19,7 @@ from typing import Any
 
 from edgexfer.export import bundle as _bundle
 from edgexfer.export.check import check_parity
-from edgexfer.export.context import ExportContext
+from edgexfer.export.context import DataFiles, ExportContext
 from edgexfer.export.formats import FormatSpec, LadderStep
 from edgexfer.export.jobs import Job
 from edgexfer.export.worker import Batch, run_batches
@@ -51,15 +51,16 @@ def walk_ladder(ctx: ExportContext, artifacts: dict[str, Artifact], spec: Format
     candidates: list[Candidate] = [(DEFAULT_RUNG, first, None)]
     tried = [_entry(DEFAULT_RUNG, first, artifacts[spec.name].details)]
     built: list[str] = []
-    ctx.progress.add(len(spec.ladder))
-    ctx.progress.note(f"{spec.name}: trying the int8 fallback ladder ({', '.join(r.name for r in spec.ladder)})")
+    ladder = runnable_rungs(spec, ctx.files)
+    ctx.progress.add(len(ladder))
+    ctx.progress.note(f"{spec.name}: trying the int8 fallback ladder ({', '.join(r.name for r in ladder)})")
     step = max(1, spec.ladder_chunk)
-    for start in range(0, len(spec.ladder), step):
-        found = _try_rungs(ctx, spec, spec.ladder[start: start + step], tried, built)
+    for start in range(0, len(ladder), step):
+        found = _try_rungs(ctx, spec, ladder[start: start + step], tried, built)
         candidates += found
         if any(result for _, result, _ in found):
             break
-    ctx.progress.add(len(tried) - 1 - len(spec.ladder))  # rungs not needed after a pass
+    ctx.progress.add(len(tried) - 1 - len(ladder))  # rungs not needed after a pass
     best_rung, best, variant = _choose(candidates)
     _adopt(ctx, artifacts[spec.name], variant, best_rung)
     ctx.progress.note(f"{spec.name}: kept the {best_rung} variant, " +
@@ -92,6 +93,13 @@ def _try_rungs(ctx: ExportContext, spec: FormatSpec, rungs: tuple[LadderStep, ..
         ctx.progress.step(f"{spec.name} rung {rung.name}: {'PASS' if result else 'FAIL'} ({_summary(result)[:200]})")
         found.append((rung.name, result, variant))
     return found
+
+
+def runnable_rungs(spec: FormatSpec, files: DataFiles | None) -> tuple[LadderStep, ...]:
+    """The ladder without the rungs that cannot differ from the default here: accuracy control without a
+    validation split (a k-shot or unlabelled run) is the default quantization again (openvino._quantize)."""
+    has_validation = files is not None and files.validation is not None
+    return tuple(r for r in spec.ladder if has_validation or not r.accuracy_control)
 
 
 def _rung_job(ctx: ExportContext, spec: FormatSpec, rung: LadderStep, gate: Gate) -> Job:

@@ -59,9 +59,6 @@ class ConverterOptions:
             raise UserError(f"Expected converter options among {known}. Received: {unknown}.")
         return replace(self, **changes)
 
-    def to_wire(self) -> dict[str, Any]:
-        return asdict(self)
-
     @classmethod
     def from_wire(cls, raw: dict[str, Any]) -> "ConverterOptions":
         return cls().with_(raw)

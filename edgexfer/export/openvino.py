@@ -11,7 +11,7 @@ int8 fallback ladder (formats.OPENVINO_INT8_LADDER, walked by edgexfer.export.gu
   0. default           nncf.quantize, performance preset (symmetric), `calibration_samples` images
   1. mixed-preset      QuantizationPreset.MIXED (asymmetric activations)
   2. accuracy-control  nncf.quantize_with_accuracy_control on the run's validation split with
-                       max_drop = half the gate's max_acc_drop (guardrail._rung_options): NNCF reverts layers
+                       max_drop = half the gate's max_acc_drop (guardrail._rung_changes): NNCF reverts layers
 The child needs no TensorFlow (the source is the ONNX file), so rungs are built one per child and
 the walk stops at the first that passes (formats: ladder_chunk=1).
 
@@ -34,7 +34,7 @@ from edgexfer.export.jobs import Job
 from edgexfer.export._keras import calibration_images, saved_model
 
 
-def convert(job: dict[str, Any]) -> dict[str, Any]:
+def convert(job: Job) -> dict[str, Any]:
     ov = require("openvino", purpose="OpenVINO export")
     model, source = _source_model(ov, job)
     details: dict[str, Any] = {"source": source}
@@ -90,7 +90,7 @@ def _source_model(ov: Any, job: Job) -> tuple[Any, str]:
 def _quantize(ov: Any, model: Any, job: Job, details: dict[str, Any]) -> Any:
     nncf = require("nncf", purpose="OpenVINO int8 export")
     opts = job.options
-    images = calibration_images(job, opts.calibration_count)
+    images = calibration_images(job)
     calibration = nncf.Dataset([np.asarray(images[i: i + 1], dtype=np.float32) for i in range(len(images))])
     max_drop = opts.max_drop
     preset = nncf.QuantizationPreset.MIXED if opts.preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE

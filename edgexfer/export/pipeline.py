@@ -212,11 +212,11 @@ def _prepare_data(ctx: ExportContext, specs: list[FormatSpec]) -> None:
         np.save(files.calibration, pool)
         ctx.settings.calibration_pool = int(len(pool))
     labelled = ctx.record.training.get("label_source") != "reference"
-    has_val = int((ctx.record.data.get("counts") or {}).get("val", 0) or 0) > 0  # k-shot runs have none
-    if labelled and has_val and any(s.family == "openvino" and s.calibrated for s in specs):  # NNCF accuracy control
-        x_val, y_val = _data.validation_images(ctx.record, size)
-        files.validation = str(ctx.work / "validation.npz")
-        np.savez(files.validation, x=x_val, y=y_val)
+    if labelled and any(s.family == "openvino" and s.calibrated for s in specs):  # NNCF accuracy control
+        validation = _data.validation_images(ctx.record, size)  # None for a k-shot run: control is off
+        if validation is not None:
+            files.validation = str(ctx.work / "validation.npz")
+            np.savez(files.validation, x=validation[0], y=validation[1])
 
 
 def _convert(ctx: ExportContext, specs: list[FormatSpec]) -> dict[str, dict[str, Any]]:

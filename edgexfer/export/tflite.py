@@ -109,7 +109,7 @@ def _output_difference(original: bytes, populated: bytes) -> float:
 def _convert_int8(tf: Any, converter: Any, job: Job, details: dict[str, Any]) -> bytes:
     """Full integer quantization with the variant options of a ladder rung (default: rung 0)."""
     opts = job.options
-    images = pin_input_range(calibration_images(job, opts.calibration_count))
+    images = pin_input_range(calibration_images(job))
     mode = opts.mode
     io_type = "int16" if mode == "16x8" else opts.int8_io
 

@@ -82,3 +82,42 @@ def test_ladder_keeps_the_best_passing_variant():
     control = next(step for step in OPENVINO_INT8_LADDER if step.accuracy_control)
     assert _rung_changes(control, Gate(max_acc_drop=0.5)) == {"max_drop": 0.25}  # aims inside the gate
     assert _rung_changes(OPENVINO_INT8_LADDER[0], Gate(max_acc_drop=0.5)) == {}
+
+
+def _context(tmp_path, validation):
+    from types import SimpleNamespace
+
+    from edgexfer.export.context import DataFiles, ExportContext, ExportSettings
+
+    record = SimpleNamespace(input_shape=[32, 32, 3], labels=["a", "b"], preprocessing={})
+    files = DataFiles(test="t.npy", reference="r.npy", calibration="c.npy", validation=validation)
+    return ExportContext(record=record, run_dir=tmp_path, root=tmp_path / "b", work=tmp_path / "w",
+                         settings=ExportSettings(calibration_samples=20, max_drop=None), gates={}, files=files)
+
+
+def test_every_ladder_rung_makes_its_job(tmp_path):
+    """Each rung's job is built the way the walk builds it (the accuracy-control rung once raised a
+    TypeError: the export's max_drop setting and the rung's own change were both passed as keywords)."""
+    from edgexfer.export.formats import FORMATS
+    from edgexfer.export.guardrail import _rung_job
+    from edgexfer.parity import Gate
+
+    ctx = _context(tmp_path, validation="v.npz")
+    for spec in (s for s in FORMATS.values() if s.ladder):
+        for rung in spec.ladder:
+            job = _rung_job(ctx, spec, rung, Gate(max_acc_drop=1.0))
+            assert job.name == f"{spec.name}@{rung.name}" and job.options.calibration_samples == 20
+            assert job.options.max_drop == (0.5 if rung.accuracy_control else None), (spec.name, rung.name)
+
+
+def test_without_a_validation_split_the_ladder_skips_accuracy_control(tmp_path):
+    """Without validation images the accuracy-control rung would quantize exactly as the default did."""
+    from edgexfer.export.formats import FORMATS
+    from edgexfer.export.guardrail import runnable_rungs
+
+    spec = FORMATS["openvino-int8"]
+    with_val = runnable_rungs(spec, _context(tmp_path, "v.npz").files)
+    without = runnable_rungs(spec, _context(tmp_path, None).files)
+    assert [r.name for r in with_val] == [r.name for r in spec.ladder] and any(r.accuracy_control for r in with_val)
+    assert without and not any(r.accuracy_control for r in without)
+    assert runnable_rungs(FORMATS["tflite-int8"], None) == FORMATS["tflite-int8"].ladder
