@@ -12,7 +12,7 @@ DEMO ?= demo
 TEST_BUNDLE := $(CURDIR)/.cache/test-bundle
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup setup-runtime demo test test-fast test-full test-runtime-only benchmarks clean
+.PHONY: setup setup-runtime demo test test-fast benchmarks clean
 
 # Full environment: training, export, the CPU runtimes and the test tools.
 $(STAMP): pyproject.toml
@@ -67,8 +67,8 @@ test-fast: setup
 	EDGEXFER_TEST_BUNDLE=$(TEST_BUNDLE) $(PY) -m pytest -q -m "not slow"
 
 benchmarks: setup
-	cd benchmarks && for s in bench_train_cache bench_export bench_formats bench_overhead bench_cold_start \
-	    bench_keras_vs_runtime bench_auto; do ../$(PY) $$s.py || exit 1; done
+	cd benchmarks && for s in bench_photos bench_demo bench_train_cache bench_multiworker bench_export bench_formats \
+	    bench_overhead bench_cold_start bench_keras_vs_runtime bench_auto; do ../$(PY) $$s.py || exit 1; done
 	$(MAKE) transfer-benchmark
 	$(PY) benchmarks/readme_tables.py
 

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import free_ports, write_result
+from _common import MachineLoad, free_ports, write_result
 
 DATA, BACKBONE = "builtin:uci_digits", "digits_mnv3s"
 GOAL = {"accuracy_gap_max_points": 1.0}
@@ -157,15 +157,15 @@ def main() -> None:
                 "fine_tune_layers": args.layers, "fine_tune_epochs": args.epochs, "fine_tune_lr": args.lr,
                 "patience": 0, "force": True}
     work = Path(tempfile.mkdtemp(prefix="bench-multiworker-"))
-    load_before = os.getloadavg()
     try:
-        comparisons = [compare({**settings, "seed": int(seed)}, work, args.timeout) for seed in args.seeds.split(",")]
+        with MachineLoad() as load:
+            comparisons = [compare({**settings, "seed": int(seed)}, work, args.timeout)
+                           for seed in args.seeds.split(",")]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result = verdict(comparisons)
     path = write_result("multiworker", {"data": DATA, "backbone": BACKBONE, "settings": settings, "goal": GOAL,
-                                        "comparisons": comparisons, "verdict": result,
-                                        "load_average_1m": {"before": load_before[0], "after": os.getloadavg()[0]}})
+                                        "comparisons": comparisons, "verdict": result, **load.record})
     labels = {"test_accuracy": "the run (best on val)", "last_epoch_test_accuracy": "stage 2's last epoch"}
     for key, label in labels.items():
         r = result[key]

@@ -271,6 +271,26 @@ def demo(doc):
             + _load(doc))
 
 
+def multiworker(doc):
+    """Per seed: test accuracy of one process vs two workers, for the kept model and stage 2's last epoch."""
+    rows = []
+    for c in doc["comparisons"]:
+        one, two = c["runs"]["one"]["chief"], c["runs"]["two_workers"]["chief"]
+        rows.append([c["seed"], f"{100 * one['test_accuracy']:.2f}%", f"{100 * two['test_accuracy']:.2f}%",
+                     f"{c['test_accuracy_gap_points']:+.2f}", f"{100 * one['last_epoch_test_accuracy']:.2f}%",
+                     f"{100 * two['last_epoch_test_accuracy']:.2f}%", f"{c['last_epoch_test_accuracy_gap_points']:+.2f}",
+                     _ok(c["runs"]["two_workers"]["workers_agree"])])
+    v, goal = doc["verdict"], doc["goal"]["accuracy_gap_max_points"]
+    means = "; ".join(f"{label}: one {100 * v[k]['mean']['one']:.2f}%, two workers {100 * v[k]['mean']['two_workers']:.2f}%, "
+                      f"gap {v[k]['mean_gap_points']:+.2f} pts ({_ok(v[k]['within_goal'])})"
+                      for k, label in (("test_accuracy", "kept model"), ("last_epoch_test_accuracy", "last epoch")))
+    header = ["seed", "kept model: one process", "two workers", "gap pts", "last epoch: one process",
+              "two workers", "gap pts", "workers agree"]
+    return (f"`{doc['backbone']}` on {doc['data']}, stage 2: {doc['settings']['fine_tune_epochs']} epochs, "
+            f"top {doc['settings']['fine_tune_layers']} layers. The kept model is the best on validation.\n\n"
+            + _table(header, rows) + f"\n\nMean over seeds (goal |gap| <= {goal:g} pts): {means}.{_load(doc)}")
+
+
 def arm64_check(doc):
     rows = [[name, f"{r['max_abs_diff']:.2e}", f"{r['tolerance']:.2e}" + (" (1 step)" if r.get("max_diff_in_steps") else ""),
              f"{r['top1_agreement_pct']:.1f}%", f"{r['accuracy_x86_pct']:.2f}% / {r['accuracy_arm64_pct']:.2f}%",
@@ -290,6 +310,7 @@ RENDERERS: dict[str, tuple[Callable[[dict], str], str]] = {
     "transfer_photos": (transfer_photos, "benchmarks/bench_photos.py"),
     "demo": (demo, "benchmarks/bench_demo.py"),
     "train_cache": (train_cache, "benchmarks/bench_train_cache.py"),
+    "multiworker": (multiworker, "benchmarks/bench_multiworker.py"),
     "export": (export, "benchmarks/bench_export.py"),
     "overhead": (overhead, "benchmarks/bench_overhead.py"),
     "cold_start": (cold_start, "benchmarks/bench_cold_start.py"),
