@@ -2,7 +2,6 @@
 
     tiny_run(out)                       a run directory (model.keras + run.json over a small image folder), ~2 s
     trained_run(out, data, epochs=1)    a run directory made by edgexfer.train itself (the real trainer), ~15 s
-    bundle(run, out, formats=[...])     a bundle exported from a run with the chosen formats (edgexfer.export)
     shared_bundle()                     the session's bundle: every format, exported once (read-only)
     shared_run()                        the run directory it was exported from, when it is still there
     edit_manifest(bundle, edit), zip_bundle(bundle, archive)   helpers for tests that damage a bundle copy
@@ -103,18 +102,13 @@ def trained_run(out: str | Path, data: str = "builtin:uci_digits", *, epochs: in
 
 
 # -- bundles ------------------------------------------------------------------------------------------------
-def bundle(run: str | Path, out: str | Path, formats: list[str] | None = None, **kwargs: Any):
-    """Export `run` into `out` with `formats` (None: every installed format) -> edgexfer's ExportResult."""
-    from edgexfer.export import export
-
-    return export(str(run), str(out), formats=formats, **kwargs)
-
-
 def build_bundle(out: str | Path) -> Path:
     """The session bundle: a tiny run at OUT-run (images at OUT-data), exported to every format, as a user would."""
+    from edgexfer.export import export
+
     out = Path(out)
     run = tiny_run(out.with_name(out.name + "-run"), data=write_images(out.with_name(out.name + "-data")))
-    bundle(run, out)
+    export(str(run), str(out))
     return out
 
 

@@ -26,7 +26,7 @@ def _code(script: Path) -> list[tuple[int, str]]:
 def test_no_early_exit_reader_under_pipefail(script):
     code = _code(script)
     if not any("pipefail" in line for _, line in code):
-        return
+        pytest.skip(f"{script.name} does not set pipefail")
     bad = [f"{script.name}:{n}: {line.strip()}" for n, line in code if EARLY_EXIT.search(line.split(" #")[0])]
     assert not bad, "a reader that exits early can SIGPIPE the writer under pipefail; read a file instead:\n" + "\n".join(bad)
 

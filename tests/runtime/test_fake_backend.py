@@ -62,16 +62,15 @@ def test_the_loader_layer_opens_it_from_bytes_and_refuses_a_corrupt_file(fake, s
 
 
 @pytest.mark.slow
-def test_export_checks_parity_through_it(fake, tmp_path, monkeypatch):
+def test_export_checks_parity_through_it(fake, shared_run, tmp_path, monkeypatch):
     """A new format whose parity runs on the fake backend: export converts it and judges it with the one
     comparator, through the loader layer; the runtime then loads it like any other artifact."""
     from edgexfer.export import formats
     from edgexfer.export.pipeline import export
-    from tests.factory import tiny_run
 
     spec = replace(formats.FORMATS["onnx"], name="onnx-reference", backend=fake.NAME)
     monkeypatch.setitem(formats.FORMATS, spec.name, spec)  # the one registry line
-    result = export(tiny_run(tmp_path / "run"), tmp_path / "bundle", formats=["onnx", spec.name], parallel=1)
+    result = export(shared_run, tmp_path / "bundle", formats=[spec.name], parallel=1)
     record = result.manifest.artifacts[spec.name].parity
     assert result.ok and record.passed and record.metrics["max_abs_diff"] <= spec.gate.max_abs_diff, result.table()
     assert record.gate == formats.FP32_GATE and "max_abs_diff" in record.reason

@@ -3,9 +3,6 @@ BatchNorm statistics; resume and distribution strategies work with the one-recor
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import keras
@@ -24,7 +21,6 @@ from edgexfer.train.stages import (
     fold_scaling,
     loss_and_accuracy,
 )
-from benchmarks._common import free_ports
 
 HERE = Path(__file__).parent
 
@@ -234,39 +230,3 @@ def test_interrupt_at_the_end_of_stage1_refits_it_once(tiny_data, tmp_path):
     result = train(tiny_data, tmp_path, backbone=DIGITS_BACKBONE, epochs=1, patience=0, verbose=0, resume=True)
     assert {len(v) for v in result.record.metrics["history"]["stage1"].values()} == {1}  # replaced, not appended
     assert result.record.metrics["test_accuracy"] > 0.6 and (tmp_path / "model.keras").is_file()
-
-
-# --------------------------------------------------------------------------- MultiWorkerMirroredStrategy
-
-WORKER = textwrap.dedent("""
-    import json, os, sys
-    ports, index, out = sys.argv[1].split(","), int(sys.argv[2]), sys.argv[3]
-    os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"localhost:{p}" for p in ports]},
-                                          "task": {"type": "worker", "index": index}})
-    sys.path.insert(0, sys.argv[4])
-    from conftest import shape_images
-    from edgexfer.train import train
-    result = train(shape_images(), out, backbone="digits_mnv3s", epochs=1, batch_size=16, strategy="multiworker", verbose=0, patience=0)
-    print(json.dumps({"training": result.record.training, "test_accuracy": result.record.metrics["test_accuracy"]}))
-""")
-
-
-
-
-@pytest.mark.slow
-def test_cached_stage1_under_multiworker_mirrored_strategy_with_two_workers(tmp_path):
-    """Keras' fit on cached features crashed here ("unsupported type PerReplica to a Tensor")."""
-    ports = ",".join(map(str, free_ports(2)))
-    logs = [(tmp_path / f"w{i}.out", tmp_path / f"w{i}.err") for i in range(2)]
-    procs = []
-    for i, (out, err) in enumerate(logs):  # files, not pipes: a full pipe would stall the other worker
-        with open(out, "w") as stdout, open(err, "w") as stderr:
-            procs.append(subprocess.Popen([sys.executable, "-c", WORKER, ports, str(i), str(tmp_path / f"w{i}"),
-                                           str(HERE)], stdout=stdout, stderr=stderr, text=True))
-    for proc, (_, err) in zip(procs, logs):
-        assert proc.wait(timeout=300) == 0, err.read_text()[-3000:]
-    records = [json.loads(out.read_text().strip().splitlines()[-1]) for out, _ in logs]
-    for record in records:
-        assert record["training"]["strategy"] == "multiworker" and record["training"]["replicas"] == 2
-        assert record["training"]["stage1_fit"]["converged"] and record["test_accuracy"] > 0.6
-    assert records[0]["test_accuracy"] == records[1]["test_accuracy"]  # both workers hold the same head
