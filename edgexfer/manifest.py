@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgexfer.errors import IntegrityError, ManifestError, UnsafeBundleError, UserError
-from edgexfer.parity import ParityResult, rejudge
+from edgexfer.parity import Gate, ParityResult, rejudge
 
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -64,6 +64,11 @@ class Artifact:
     @property
     def passed(self) -> bool:
         return self.status == "passed"
+
+    @property
+    def verdict(self) -> ParityResult:
+        """The parity record, or a failed one saying it was not checked: what every reader shows."""
+        return self.parity if self.parity is not None else ParityResult.failed(Gate(), "parity was not checked")
 
     @property
     def main_file(self) -> str:

@@ -280,3 +280,13 @@ def test_a_failed_artifacts_nan_metrics_round_trip(tmp_path):
     parity = Manifest.load(tmp_path).artifacts["onnx"].parity
     assert parity.metrics["finite"] is False and parity.gate == Gate(max_abs_diff=1e-4)
     assert parity.reason == "NaN outputs" and not parity
+
+
+def test_an_unchecked_artifact_reads_as_failed_with_its_reason_everywhere():
+    """parity None (an export that stopped before checking it): one record for every reader."""
+    from edgexfer.runtime.select import check_status
+
+    art = Artifact(name="onnx", format="onnx", files=["onnx/model.onnx"], precision="fp32")
+    assert art.parity is None and not art.verdict.passed and art.verdict.reason == "parity was not checked"
+    with pytest.raises(UserError, match="parity was not checked"):
+        check_status(art, allow_failed=False)

@@ -121,7 +121,7 @@ def _skip_reason(artifact: Artifact, config: SweepConfig) -> str | None:
     from edgexfer.runtime import backends as registry
 
     if not artifact.passed:
-        why = artifact.parity.reason if artifact.parity is not None else "not checked"
+        why = artifact.verdict.reason
         return (f"parity {artifact.status}{' (' + why[:160] + ')' if why else ''}; the runtime refuses it: "
                 "see `edgexfer info BUNDLE`, re-export it, or loosen its gate with `edgexfer export --gate`")
     names = registry.backends_for(artifact.format)

@@ -113,7 +113,7 @@ def info(bundle: str, verify: bool, as_json: bool) -> None:
 def summary(manifest: Manifest) -> str:
     """A human-readable summary of a manifest (the parity table comes from the one comparator); the
     training history is summarised (epochs, best and final metrics): `info --json` has every value."""
-    from edgexfer.parity import Gate, ParityResult, format_table
+    from edgexfer.parity import format_table
 
     prov = manifest.provenance
     inp = manifest.input
@@ -128,8 +128,7 @@ def summary(manifest: Manifest) -> str:
         f"  created: {prov.get('created')}  edgexfer {prov.get('versions', {}).get('edgexfer')}",
         "",
     ]
-    results = {n: a.parity if a.parity is not None else ParityResult.failed(Gate(), "parity was not checked")
-               for n, a in manifest.artifacts.items()}
+    results = {n: a.verdict for n, a in manifest.artifacts.items()}
     lines.append(format_table(results, {n: a.size_bytes for n, a in manifest.artifacts.items()}))
     lines.append("")
     for name, art in manifest.artifacts.items():

@@ -40,7 +40,7 @@ class Choice:
 
 def check_status(artifact: Artifact, allow_failed: bool) -> None:
     if not artifact.passed and not allow_failed:
-        reason = artifact.parity.reason if artifact.parity is not None else "parity was not checked"
+        reason = artifact.verdict.reason
         raise UserError(
             f"Expected an artifact that passed parity. Received: '{artifact.name}' with status "
             f"'{artifact.status}'{': ' + reason if reason else ''}. Pick another format, or run it anyway "
